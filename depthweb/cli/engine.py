@@ -1,0 +1,134 @@
+"""Depth-engine commands: ``models``, ``download``, ``predict``, ``stereo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from depthweb.errors import DepthwebError, InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the models, their kind, source, licence and cache state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download", help="fetch model weights into the Hugging Face cache")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("predict", help="predict depth for images and write raw exports")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    add_model_options(p)
+    p.add_argument("--focal-px", type=float, help="known focal length in pixels")
+    p.add_argument("--focal-35mm", type=float, help="known focal length, 35 mm equivalent")
+    p.add_argument("--fov-deg", type=float, help="known horizontal field of view in degrees")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("stereo", help="metric depth from a rectified stereo pair (OpenCV SGBM)")
+    p.add_argument("left", type=Path)
+    p.add_argument("right", type=Path)
+    calib = p.add_mutually_exclusive_group(required=True)
+    calib.add_argument("--calib", type=Path, help="Middlebury calib.txt")
+    calib.add_argument("--focal-px", type=float, help="focal length in pixels (with --baseline-m)")
+    p.add_argument("--baseline-m", type=float, help="baseline in metres")
+    p.add_argument("--doffs", type=float, default=0.0, help="x difference of principal points, px")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
+    p.set_defaults(func=cmd_stereo)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """``-m/--weights/--device``: shared by predict, pseudo-label and eval."""
+    p.add_argument("-m", "--model", required=True, help="model name (see `depthweb models`)")
+    p.add_argument("--weights", help="local weights directory/file or hub id[@revision]")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: settings)")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from depthweb.models.loading import is_available
+    from depthweb.models.registry import list_specs
+
+    rows = [
+        {
+            "name": s.name, "family": s.family, "kind": str(s.kind), "source": s.source,
+            "pinned": s.pinned, "licence": s.licence, "cached": is_available(s),
+            "description": s.description,
+        }
+        for s in list_specs()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = ("name", "family", "kind", "licence", "cached", "source")
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from depthweb.models.loading import download
+    from depthweb.models.registry import get_spec
+
+    specs = [get_spec(n) for n in args.names]  # all names checked before any download
+    for spec in specs:
+        resolved = download(spec)
+        print(f"{spec.name}: {resolved.path}")
+    return 0
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=total < 2 or not sys.stderr.isatty())
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from depthweb.services.predict import CameraHint, predict_files
+
+    camera = CameraHint(focal_px=args.focal_px, fov_deg=args.fov_deg, focal_35mm=args.focal_35mm)
+    with _progress(len(args.images), f"predict {args.model}") as bar:
+        outcomes = predict_files(
+            args.images, args.model, args.out, weights=args.weights, camera=camera,
+            device=args.device, on_progress=lambda _o: bar.update(1),
+        )
+    failed = 0
+    for o in outcomes:
+        if o.error:
+            failed += 1
+            print(f"error: {o.error}", file=sys.stderr)
+        else:
+            r = o.result
+            print(f"{o.path.name}: {r.kind} {r.width}x{r.height} -> {o.files[0].with_suffix('')}.*")
+    return 1 if failed else 0
+
+
+def cmd_stereo(args: argparse.Namespace) -> int:
+    from depthweb.imaging import load_image
+    from depthweb.models.stereo import StereoCalib, stereo_depth
+    from depthweb.services.export import atomic_write_bytes, npy_bytes, write_outputs
+
+    if args.calib is not None:
+        calib = StereoCalib.from_middlebury(args.calib)
+    elif args.baseline_m is None:
+        raise InputError("--focal-px needs --baseline-m (the stereo baseline in metres).")
+    else:
+        calib = StereoCalib.from_values(args.focal_px, args.baseline_m, args.doffs)
+    left, right = load_image(args.left), load_image(args.right)
+    try:
+        out = stereo_depth(left.rgb, right.rgb, calib)
+    except ValueError as exc:
+        raise DepthwebError(f"{args.left.name}/{args.right.name}: {exc}") from exc
+    stem = args.left.stem
+    files = write_outputs(out.depth, args.out, stem,
+                          extra={"input": [args.left.name, args.right.name]})
+    disp_path = args.out / f"{stem}_disparity.npy"
+    atomic_write_bytes(disp_path, npy_bytes(out.disparity))
+    r = out.depth
+    print(f"{stem}: metric_depth {r.width}x{r.height}, valid {r.valid_fraction:.1%} "
+          f"-> {files[0].with_suffix('')}.*, {disp_path.name}")
+    return 0

@@ -1,0 +1,61 @@
+"""Settings, declared once: every field comes from an environment variable ``DEPTHWEB_<NAME>``.
+
+| variable                   | default                                  | meaning |
+|----------------------------|------------------------------------------|---------|
+| DEPTHWEB_DATA_DIR          | ``~/.local/share/depthweb``              | database, blob store, registered students |
+| DEPTHWEB_MODEL_DIR         | unset                                    | air-gapped weights: ``<dir>/<model name>/`` |
+| DEPTHWEB_DATABASE_URL      | ``sqlite:///<data_dir>/depthweb.sqlite`` | SQLAlchemy URL (PostgreSQL for crowds) |
+| DEPTHWEB_OUTPUT_DIR        | ``<tmp>/depthweb-outputs``               | temporary web outputs (cleaned up) |
+| DEPTHWEB_DEVICE            | ``auto``                                 | ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps`` |
+| DEPTHWEB_MAX_PIXELS        | ``50000000``                             | larger images are refused (decompression bombs) |
+| DEPTHWEB_MAX_UPLOAD_MB     | ``50``                                   | web upload size limit |
+| DEPTHWEB_DEFAULT_FOV_DEG   | ``60``                                   | horizontal FOV assumed when nothing better is known |
+| DEPTHWEB_DEFAULT_MODEL     | ``depth-anything-v2-small``              | model preselected in the app |
+
+``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "depthweb"
+
+
+class Settings(BaseSettings):
+    """Typed settings; see the module docstring for the environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPTHWEB_", extra="ignore", protected_namespaces=())
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    model_dir: Path | None = None
+    database_url: str | None = None
+    output_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs")
+    device: str = "auto"
+    max_pixels: int = 50_000_000
+    max_upload_mb: int = 50
+    default_fov_deg: float = 60.0
+    default_model: str = "depth-anything-v2-small"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'depthweb.sqlite'}"
+
+    @property
+    def hub_offline(self) -> bool:
+        return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,4 @@
+"""Pure numpy geometry: intrinsics, back-projection, meshes, alignment, normals, metrics.
+
+Nothing here imports torch, gradio or sqlalchemy.
+"""

@@ -1,0 +1,118 @@
+"""Raw exports that never truncate: float32 ``.npy``, 16-bit PNG + JSON sidecar, a colour preview.
+
+For each stem: ``<stem>.npy`` (float32 HxW, NaN = invalid), ``<stem>.png`` (uint16,
+``value = round((x - png_offset) / png_scale)``, 0 = invalid; ``png_offset`` is 0 unless a
+relative map has values <= 0), ``<stem>_color.png`` and ``<stem>.json``. Everything is encoded in
+memory first and each file is written atomically (temporary file, fsync, rename), so a failed
+input leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from depthweb.types import DepthResult
+
+PNG_MAX = 65535
+METRIC_PNG_SCALE = 0.001  # millimetres, the NYU convention, while the range fits
+
+
+def png16_encoding(depth: np.ndarray, metric: bool) -> tuple[np.ndarray, float, float]:
+    """(uint16 image, png_scale, png_offset) for a float map; invalid (NaN/inf) -> 0.
+
+    Metric depth uses millimetres when the maximum fits (<= 65.5 m), else the finest scale
+    that fits. Relative maps use the full 1..65535 range.
+    """
+    valid = np.isfinite(depth)
+    if metric:
+        valid &= depth > 0
+    if not valid.any():
+        return np.zeros(depth.shape, np.uint16), 1.0, 0.0
+    vals = depth[valid].astype(np.float64)
+    lo, hi = float(vals.min()), float(vals.max())
+    offset = 0.0 if (metric or lo > 0) else lo
+    if metric:
+        scale = max(METRIC_PNG_SCALE, hi / PNG_MAX)
+    else:
+        scale = max((hi - offset) / (PNG_MAX - 1), 1e-12)
+    q = np.zeros(depth.shape, np.uint16)
+    q[valid] = np.clip(np.rint((vals - offset) / scale), 1, PNG_MAX).astype(np.uint16)
+    return q, float(scale), float(offset)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    import cv2
+
+    arr = image if image.ndim == 2 else np.ascontiguousarray(image[..., ::-1])  # RGB -> BGR
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    bio = io.BytesIO()
+    np.save(bio, arr, allow_pickle=False)
+    return bio.getvalue()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_outputs(
+    result: DepthResult, *, cmap: str = "turbo", extra: dict | None = None
+) -> dict[str, bytes]:
+    """Suffix -> file bytes for ``.npy``, ``.png``, ``_color.png`` and ``.json``."""
+    from depthweb.geometry.colormap import colorize
+
+    depth = np.where(result.valid_mask, result.depth, np.nan).astype(np.float32)
+    q, scale, offset = png16_encoding(depth, result.kind.is_metric)
+    meta = result.metadata()
+    meta.update(png_scale=scale, png_offset=offset, png_invalid=0, npy_invalid="NaN")
+    meta.update(extra or {})
+    color = colorize(depth, cmap=cmap, invert=result.kind.is_metric or result.kind == "relative_depth")
+    return {
+        ".npy": npy_bytes(depth),
+        ".png": _png_bytes(q),
+        "_color.png": _png_bytes(color),
+        ".json": json.dumps(meta, indent=2).encode(),
+    }
+
+
+def write_outputs(result: DepthResult, out_dir: Path, stem: str, **kwargs) -> list[Path]:
+    """Encode everything, then write each file atomically; returns the written paths."""
+    blobs = encode_outputs(result, **kwargs)
+    paths = []
+    for suffix, data in blobs.items():
+        path = Path(out_dir) / f"{stem}{suffix}"
+        atomic_write_bytes(path, data)
+        paths.append(path)
+    return paths
+
+
+def decode_png16(png_path: Path, sidecar: dict) -> np.ndarray:
+    """Read a 16-bit export back to float32 with NaN for invalid pixels."""
+    import cv2
+
+    q = cv2.imread(str(png_path), cv2.IMREAD_UNCHANGED)
+    out = q.astype(np.float32) * sidecar["png_scale"] + sidecar.get("png_offset", 0.0)
+    out[q == 0] = np.nan
+    return out
