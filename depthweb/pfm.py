@@ -14,7 +14,6 @@ import numpy as np
 
 from depthweb.errors import InputError
 
-
 _HEADER = re.compile(rb"^(P[Ff])\s+(\d+)\s+(\d+)\s+([-+0-9.eE]+)\s", re.DOTALL)
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from depthweb.errors import DepthwebError, InputError
+from depthweb.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,11 +118,7 @@ def cmd_stereo(args: argparse.Namespace) -> int:
         raise InputError("--focal-px needs --baseline-m (the stereo baseline in metres).")
     else:
         calib = StereoCalib.from_values(args.focal_px, args.baseline_m, args.doffs)
-    left, right = load_image(args.left), load_image(args.right)
-    try:
-        out = stereo_depth(left.rgb, right.rgb, calib)
-    except ValueError as exc:
-        raise DepthwebError(f"{args.left.name}/{args.right.name}: {exc}") from exc
+    out = stereo_depth(load_image(args.left), load_image(args.right), calib)
     stem = args.left.stem
     files = write_outputs(out.depth, args.out, stem,
                           extra={"input": [args.left.name, args.right.name]})

@@ -33,7 +33,8 @@ class ResolvedWeights:
 def allow_patterns(spec: ModelSpec) -> list[str]:
     if "onnx_file" in spec.options:
         base = spec.options["onnx_file"]
-        return ["*.json", base, base + "_data", base.rsplit("/", 1)[0] + "/*.onnx_data"]
+        patterns = ["*.json", base, base + "_data"]
+        return patterns if spec.hub_id else [*patterns, "*.onnx", "*.onnx_data"]
     return _PATTERNS.get(spec.family, ["*"])
 
 
@@ -59,6 +60,8 @@ def resolve_weights(
     """Locate the weights of ``spec``; download them when allowed and online."""
     settings = settings or get_settings()
     if weights is not None:
+        if str(weights).startswith("package:"):  # an installed package loads its own weights
+            return ResolvedWeights(Path(str(weights)), str(weights))
         local = Path(weights).expanduser()
         if local.exists():
             return ResolvedWeights(local.resolve(), str(local.resolve()))

@@ -86,13 +86,15 @@ SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("metric3d-v1-convnext-large", "metric3d", _M, None, "main", "bsd-2-clause",
               (544, 1216), 1,
               "Metric3D v1 ConvNeXt-L (ONNX from the official export script; pass --weights)",
-              {"onnx_file": "model.onnx", "version": 1}),
+              {"onnx_file": "metric3d_convnext_large.onnx", "version": 1}),
     ModelSpec("unidepth-v2-vits14", "unidepth", _M, None, "main", "cc-by-nc-4.0", (462, 616), 14,
               "UniDepth V2 ViT-S (ONNX from the official export script, or the unidepth package)",
-              {"onnx_file": "model.onnx", "package_id": "lpiccinelli/unidepth-v2-vits14"}),
+              {"onnx_file": "unidepthv2.onnx",
+               "package_id": "lpiccinelli/unidepth-v2-vits14"}),
     ModelSpec("unidepth-v2-vitl14", "unidepth", _M, None, "main", "cc-by-nc-4.0", (462, 616), 14,
               "UniDepth V2 ViT-L (ONNX from the official export script, or the unidepth package)",
-              {"onnx_file": "model.onnx", "package_id": "lpiccinelli/unidepth-v2-vitl14"}),
+              {"onnx_file": "unidepthv2.onnx",
+               "package_id": "lpiccinelli/unidepth-v2-vitl14"}),
 )
 
 SPEC_BY_NAME: dict[str, ModelSpec] = {s.name: s for s in SPECS}

@@ -36,11 +36,13 @@ def png16_encoding(depth: np.ndarray, metric: bool) -> tuple[np.ndarray, float, 
         return np.zeros(depth.shape, np.uint16), 1.0, 0.0
     vals = depth[valid].astype(np.float64)
     lo, hi = float(vals.min()), float(vals.max())
-    offset = 0.0 if (metric or lo > 0) else lo
     if metric:
-        scale = max(METRIC_PNG_SCALE, hi / PNG_MAX)
-    else:
-        scale = max((hi - offset) / (PNG_MAX - 1), 1e-12)
+        offset, scale = 0.0, max(METRIC_PNG_SCALE, hi / PNG_MAX)
+    elif lo > 0:
+        offset, scale = 0.0, max(hi / PNG_MAX, 1e-12)
+    else:  # lo -> 1, hi -> 65535
+        scale = max((hi - lo) / (PNG_MAX - 1), 1e-12)
+        offset = lo - scale
     q = np.zeros(depth.shape, np.uint16)
     q[valid] = np.clip(np.rint((vals - offset) / scale), 1, PNG_MAX).astype(np.uint16)
     return q, float(scale), float(offset)
@@ -88,7 +90,7 @@ def encode_outputs(
     meta = result.metadata()
     meta.update(png_scale=scale, png_offset=offset, png_invalid=0, npy_invalid="NaN")
     meta.update(extra or {})
-    color = colorize(depth, cmap=cmap, invert=result.kind.is_metric or result.kind == "relative_depth")
+    color = colorize(depth, cmap=cmap, invert=result.kind == "relative_disparity")
     return {
         ".npy": npy_bytes(depth),
         ".png": _png_bytes(q),

@@ -1,0 +1,252 @@
+"""Safe image decoding: size limits before pixels, EXIF orientation and focal, every common mode.
+
+:func:`load_image` turns a path, raw bytes or a PIL image into a uint8 RGB array:
+
+- The pixel count is checked from the header (``Image.open`` is lazy) *before* any pixel is
+  decoded; larger images are refused with an :class:`~depthweb.errors.InputError`. Pillow's own
+  decompression-bomb guard (``DecompressionBombError``) is turned into the same kind of error, and
+  its warning is silenced because our limit is checked right after.
+- EXIF orientation is applied, and ``FocalLengthIn35mmFilm`` (tag 0xA405 in the Exif IFD) is read.
+- Transparent images (RGBA, LA, PA, P with a transparent colour) are composited on **white**, so
+  a transparent PNG looks the way viewers show it instead of revealing arbitrary hidden colours.
+- 16-bit and 32-bit grayscale (I;16, I;16B, I, F) is stretched from its actual min..max to 0..255
+  (a plain ``convert("L")`` would clip everything above 255 to white).
+- Animated GIF/APNG/WebP: the first frame.
+
+Unreadable, empty, truncated, vector (SVG) or non-image inputs raise ``InputError`` with one
+sentence that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from depthweb.config import get_settings
+from depthweb.errors import InputError
+
+log = logging.getLogger(__name__)
+
+EXIF_IFD = 0x8769
+TAG_ORIENTATION = 0x0112
+TAG_FOCAL_35MM = 0xA405
+WHITE = (255, 255, 255)
+
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image.
+
+    ``rgb``: uint8 (H, W, 3), C-contiguous, EXIF orientation already applied.
+    ``exif_focal_35mm``: EXIF FocalLengthIn35mmFilm in mm when present and positive.
+    ``original_mode``: the PIL mode before conversion (e.g. ``"I;16"``, ``"RGBA"``).
+    """
+
+    rgb: np.ndarray
+    name: str
+    exif_focal_35mm: float | None
+    original_mode: str
+    orientation_applied: bool
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def load_image(
+    source: str | Path | bytes | Image.Image,
+    *,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> LoadedImage:
+    """Decode ``source`` into a :class:`LoadedImage` (uint8 RGB, (H, W, 3)).
+
+    ``max_pixels`` defaults to ``get_settings().max_pixels``; ``name`` is used in error messages
+    (defaults to the file name, or "uploaded image" for bytes).
+    """
+    limit = get_settings().max_pixels if max_pixels is None else int(max_pixels)
+    if isinstance(source, Image.Image):
+        label = name or Path(getattr(source, "filename", "") or "image").name
+        return _open_and_decode(source, label, limit)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        label = name or "uploaded image"
+        _check_content(data[:4096], label, len(data), suffix=Path(label).suffix)
+        return _open_and_decode(io.BytesIO(data), label, limit)
+    path = Path(source)
+    label = name or path.name
+    if not path.exists():
+        raise InputError(f"{label} does not exist: check the path.")
+    if path.is_dir():
+        raise InputError(f"{label} is a folder, not an image file.")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise InputError(f"{label} cannot be read: {exc.strerror or exc}.") from exc
+    _check_content(head, label, size, suffix=path.suffix)
+    return _open_and_decode(path, label, limit)
+
+
+def _check_content(head: bytes, label: str, size: int, *, suffix: str) -> None:
+    """Refuse empty files and vector graphics before handing bytes to Pillow."""
+    if size == 0:
+        raise InputError(f"{label} is empty (0 bytes): choose the file again or another one.")
+    text = head.lstrip()[:4096].lower()
+    is_svg = suffix.lower() in {".svg", ".svgz"} or text.startswith(b"<svg") or (
+        (text.startswith(b"<?xml") or text.startswith(b"<!doctype")) and b"<svg" in text
+    )
+    if is_svg:
+        raise InputError(
+            f"{label} is an SVG vector drawing, not a photo: export it as PNG or JPEG first."
+        )
+
+
+def _bomb_message(label: str, exc: Exception, limit: int) -> str:
+    effective = min(limit, 2 * (Image.MAX_IMAGE_PIXELS or limit))
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(m.group(1)) / 1e6:.1f} MP" if m else "too large to decode safely"
+    return f"{label} is {size}; the limit is {effective / 1e6:g} MP: resize it first."
+
+
+def _open_and_decode(src: Path | io.BytesIO | Image.Image, label: str, limit: int) -> LoadedImage:
+    """Open lazily (header only), then :func:`_decode`; Pillow errors become ``InputError``."""
+    try:
+        with warnings.catch_warnings():
+            # We check the pixel count ourselves right after the header is read. (The filter list
+            # is process-wide in Python 3.11; the only filter added is this one ignore.)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if isinstance(src, Image.Image):
+                return _decode(src, label, limit)
+            with Image.open(src) as im:
+                return _decode(im, label, limit)
+    except Image.DecompressionBombError as exc:
+        raise InputError(_bomb_message(label, exc, limit)) from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(
+            f"{label} is not an image in a format this app can read: "
+            "upload a JPEG, PNG, WebP, TIFF, BMP or GIF file."
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        log.debug("decoding %s failed: %s", label, exc)
+        raise InputError(
+            f"{label} is truncated or corrupt and cannot be decoded: re-export or re-upload it."
+        ) from exc
+
+
+def _decode(im: Image.Image, label: str, limit: int) -> LoadedImage:
+    """Size check (header only), EXIF, first frame, orientation, mode conversion."""
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise InputError(f"{label} has no pixels ({width}x{height}).")
+    if width * height > limit:
+        raise InputError(
+            f"{label} is {width}x{height} pixels ({width * height / 1e6:.1f} MP); "
+            f"the limit is {limit / 1e6:g} MP: resize it first."
+        )
+    exif = _read_exif(im, label)
+    focal = _focal_35mm(exif)
+    orientation = _as_int(exif.get(TAG_ORIENTATION)) if exif is not None else None
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    im.load()
+    original_mode = im.mode
+    applied = False
+    if orientation in range(2, 9):
+        try:
+            im = ImageOps.exif_transpose(im)
+            applied = True
+        except _DECODE_ERRORS as exc:
+            log.warning("%s: EXIF orientation %s not applied: %s", label, orientation, exc)
+    try:
+        rgb = to_rgb_array(im)
+    except NotImplementedError as exc:
+        msg = f"{label} uses PIL mode {original_mode!r}, which is not supported."
+        raise InputError(msg) from exc
+    return LoadedImage(rgb, label, focal, original_mode, applied)
+
+
+def _read_exif(im: Image.Image, label: str) -> Image.Exif | None:
+    try:
+        return im.getexif()
+    except (*_DECODE_ERRORS, KeyError, TypeError) as exc:
+        log.warning("%s: unreadable EXIF ignored: %s", label, exc)
+        return None
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _focal_35mm(exif: Image.Exif | None) -> float | None:
+    """EXIF FocalLengthIn35mmFilm (Exif IFD, or IFD0 as some writers put it), if positive."""
+    if exif is None:
+        return None
+    try:
+        value = exif.get_ifd(EXIF_IFD).get(TAG_FOCAL_35MM, exif.get(TAG_FOCAL_35MM))
+    except (*_DECODE_ERRORS, KeyError, TypeError):
+        return None
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else None
+    try:
+        f = float(value) if value is not None else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return f if f is not None and math.isfinite(f) and f > 0 else None
+
+
+def to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Any PIL mode to uint8 (H, W, 3), C-contiguous (alpha composited on white).
+
+    Raises ``NotImplementedError`` for a mode Pillow cannot convert to RGB.
+    """
+    mode = im.mode
+    has_alpha = mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info)
+    if has_alpha and mode != "RGBA":
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        base = Image.new("RGBA", im.size, (*WHITE, 255))
+        im = Image.alpha_composite(base, im)
+    elif mode in _HIGH_DEPTH_MODES:
+        gray = _stretch_to_uint8(np.asarray(im))
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if im.mode != "RGB":
+        try:
+            im = im.convert("RGB")
+        except ValueError as exc:
+            raise NotImplementedError(f"no conversion from PIL mode {mode!r} to RGB") from exc
+    return np.array(im, dtype=np.uint8, order="C")  # a writable copy
+
+
+def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """(H, W) integers or floats -> uint8 (H, W), min..max of the finite values -> 0..255."""
+    v = values.astype(np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.zeros(v.shape, dtype=np.uint8)
+    lo, hi = float(v[finite].min()), float(v[finite].max())
+    if hi <= lo:
+        return np.zeros(v.shape, dtype=np.uint8)
+    out = np.where(finite, (v - lo) * (255.0 / (hi - lo)), 0.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
