@@ -22,7 +22,9 @@ class DepthBackend(ABC):
     Results come back at each input's resolution.
     """
 
-    def __init__(self, spec: ModelSpec, weights_path: Path, weights_label: str, device: str) -> None:
+    def __init__(
+        self, spec: ModelSpec, weights_path: Path, weights_label: str, device: str
+    ) -> None:
         self.spec = spec
         self.weights_path = weights_path
         self.weights_label = weights_label
