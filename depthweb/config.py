@@ -6,11 +6,13 @@
 | DEPTHWEB_MODEL_DIR         | unset                                    | air-gapped weights: ``<dir>/<model name>/`` |
 | DEPTHWEB_DATABASE_URL      | ``sqlite:///<data_dir>/depthweb.sqlite`` | SQLAlchemy URL (PostgreSQL for crowds) |
 | DEPTHWEB_OUTPUT_DIR        | ``<tmp>/depthweb-outputs``               | temporary web outputs (cleaned up) |
+| DEPTHWEB_OUTPUT_MAX_AGE_MIN| ``30``                                   | web outputs older than this are deleted |
 | DEPTHWEB_DEVICE            | ``auto``                                 | ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps`` |
 | DEPTHWEB_MAX_PIXELS        | ``50000000``                             | larger images are refused (decompression bombs) |
 | DEPTHWEB_MAX_UPLOAD_MB     | ``50``                                   | web upload size limit |
 | DEPTHWEB_DEFAULT_FOV_DEG   | ``60``                                   | horizontal FOV assumed when nothing better is known |
 | DEPTHWEB_DEFAULT_MODEL     | ``depth-anything-v2-small``              | model preselected in the app |
+| DEPTHWEB_REVIEW            | ``auto``                                 | Review tabs + login: on, off, auto (on if users exist) |
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -43,8 +45,10 @@ class Settings(BaseSettings):
     device: str = "auto"
     max_pixels: int = 50_000_000
     max_upload_mb: int = 50
+    output_max_age_min: float = 30.0
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
+    review: str = "auto"
 
     @property
     def resolved_database_url(self) -> str:

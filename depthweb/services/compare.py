@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def align_to_reference(
 ) -> tuple[np.ndarray, float, float]:
     """Align ``result`` to ``target`` (in the comparison space) in the result's native space.
 
-    Returns ``(aligned values in the comparison space, scale, shift)``.
+    Returns ``(aligned values in the comparison space, scale, shift)``. Raises
+    ``ValueError`` when the prediction is constant where the reference is valid.
     """
     native_inverse = result.kind is DepthKind.RELATIVE_DISPARITY
     pred = _space_values(result, native_inverse)
@@ -97,9 +99,8 @@ def align_to_reference(
     fit_mask = mask & np.isfinite(pred) & np.isfinite(goal)
     try:
         scale, shift = fit_scale_shift(pred, goal, fit_mask, trim=TRIM)
-    except ValueError as exc:
-        raise InputError(f"{result.model} cannot be aligned to the reference: it predicts the "
-                         "same value everywhere the reference is valid.") from exc
+    except ValueError:  # the inliers of the trimmed fit are constant: use every pixel
+        scale, shift = fit_scale_shift(pred, goal, fit_mask)
     fitted = scale * pred + shift
     if native_inverse != inverse_space:
         fitted = disparity_to_depth(fitted) if native_inverse else depth_to_disparity(fitted)
@@ -136,12 +137,21 @@ def agreement(results: list[DepthResult], reference: str) -> tuple[np.ndarray, d
     for res in results:
         if res is ref:
             continue
-        fitted, scale, shift = align_to_reference(res, target, inverse_space, mask)
+        try:
+            fitted, scale, shift = align_to_reference(res, target, inverse_space, mask)
+        except ValueError:
+            log.info("%s predicts a constant map: not aligned", res.model)
+            rows.append({**_row(res, np.full(target.shape, np.nan), target, np.nan, np.nan),
+                         "note": "constant prediction: cannot be aligned"})
+            continue
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.where(mask, np.abs(fitted - target) / target, np.nan)
             ratio = np.maximum(fitted / target, target / fitted)
         maps.append(rel)
         rows.append(_row(res, rel, ratio, scale, shift))
+    if not maps:
+        raise InputError("No model could be aligned to the reference: every other model "
+                         "predicts a constant map for this photo.")
     with np.errstate(invalid="ignore"):
         stack = np.stack(maps)
         counts = np.isfinite(stack).sum(axis=0)
@@ -163,15 +173,20 @@ def compare_models(
     predict_fn: PredictFn,
     progress: Progress = _noop,
     name: str | None = None,
+    check_model: Callable[[str], object] | None = None,
 ) -> CompareOutcome:
-    """Run every model on the photo, align them to the reference and write the files."""
+    """Run every model on the photo, align them to the reference and write the files.
+
+    ``check_model(name)`` raises for an unknown model (default: the registry's ``get_spec``);
+    every name is checked before any model runs.
+    """
     from depthweb.geometry.colormap import colorize
     from depthweb.models.registry import get_spec
     from depthweb.services.predict import CameraHint
 
     names, reference = checked_models(models, reference)
-    for n in names:  # every name checked before any model runs
-        get_spec(n, settings)
+    for n in names:
+        (check_model or (lambda m: get_spec(m, settings)))(n)
     progress(0.02, "Reading the photo")
     image, decode_ms = decode_photo(image_path, settings, name)
     stem = photo_stem(image_path, name)

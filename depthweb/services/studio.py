@@ -249,7 +249,6 @@ def info_markdown(info: dict) -> str:
     rng_text = "none" if rng is None else f"{rng['min']:.4g} to {rng['max']:.4g} {unit}"
     timings = " · ".join(f"{name} {ms:.0f} ms" for name, ms in info["timings_ms"].items())
     rows = [
-        ("Model", f"`{info['model']}`"),
         ("Kind", f"{info['kind']} (unit: {unit})"),
         ("Intrinsics", f"fx {k['fx']:.1f}, fy {k['fy']:.1f}, cx {k['cx']:.1f}, "
                        f"cy {k['cy']:.1f} px"),
@@ -266,7 +265,7 @@ def info_markdown(info: dict) -> str:
                                    f"residual {a['residual_m']:.3g} m"))
     rows += [("Note", n) for n in info.get("notes", [])]
     body = "\n".join(f"| {a} | {b} |" for a, b in rows)
-    return f"| | |\n|---|---|\n{body}"
+    return f"| Model | `{info['model']}` |\n|---|---|\n{body}"
 
 
 # --------------------------------------------------------------------------- measure, anchors

@@ -23,6 +23,11 @@ COLORMAPS = ("turbo", "inferno", "viridis", "gray")
 MAX_RELATIVE_RANGE = 50.0
 """Shape-only depth from relative inverse depth keeps at most this far/near ratio (sky is cut)."""
 
+OUTLIER_FACTOR = 3.0
+"""The 3D views drop depths beyond this multiple of the 98th percentile or below the 2nd
+percentile divided by it (stray points would otherwise set the framing); the raw exports keep
+every value."""
+
 
 @dataclass(frozen=True)
 class ShapeDepth:
@@ -45,7 +50,8 @@ def shape_depth(result: DepthResult) -> ShapeDepth:
     """
     valid = result.valid_mask
     if result.kind.is_metric:
-        return ShapeDepth(np.where(valid, result.depth, np.nan).astype(np.float32), "m", None)
+        depth = np.where(valid, result.depth, np.nan).astype(np.float32)
+        return ShapeDepth(drop_outliers(depth), "m", None)
     values = np.where(valid, result.depth, np.nan).astype(np.float64)
     note = SHAPE_ONLY
     if result.kind is DepthKind.RELATIVE_DISPARITY:
@@ -53,15 +59,35 @@ def shape_depth(result: DepthResult) -> ShapeDepth:
             positive = values[np.isfinite(values) & (values > 0)]
         if positive.size == 0:
             return ShapeDepth(np.full(values.shape, np.nan, np.float32), "relative", note)
-        floor = np.percentile(positive, 98) / MAX_RELATIVE_RANGE
+        floor = np.percentile(_sample(positive), 98) / MAX_RELATIVE_RANGE
         with np.errstate(invalid="ignore", divide="ignore"):
             values = np.where(values > floor, 1.0 / values, np.nan)
         note = f"{SHAPE_ONLY} (relative inverse depth, zero shift assumed)"
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(values) & (values > 0)
     if ok.any():
-        values = values / np.median(values[ok])
-    return ShapeDepth(np.where(ok, values, np.nan).astype(np.float32), "relative", note)
+        values = values / np.median(_sample(values[ok]))
+    depth = np.where(ok, values, np.nan).astype(np.float32)
+    return ShapeDepth(drop_outliers(depth), "relative", note)
+
+
+def drop_outliers(depth: np.ndarray, factor: float = OUTLIER_FACTOR) -> np.ndarray:
+    """``depth`` (H, W, NaN invalid) without values beyond ``factor`` x its 98th percentile or
+    below its 2nd percentile / ``factor`` (set to NaN)."""
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(depth) & (depth > 0)
+    if not ok.any():
+        return depth
+    lo, hi = np.percentile(_sample(depth[ok]), [2, 98])
+    with np.errstate(invalid="ignore"):
+        keep = (depth >= lo / factor) & (depth <= hi * factor)
+    return np.where(keep, depth, np.float32(np.nan)).astype(np.float32)
+
+
+def _sample(values: np.ndarray, max_count: int = 200_000) -> np.ndarray:
+    """An evenly strided subset of a 1-D array, for fast percentiles of big maps."""
+    step = max(1, values.size // max_count)
+    return values[::step]
 
 
 def display_values(result: DepthResult, inverse: bool) -> tuple[np.ndarray, bool, str]:
@@ -106,7 +132,18 @@ def mesh_figure(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, title: 
     if mesh.n_faces == 0:
         return None
     fig = mesh_to_plotly(mesh, title=title, unit=shape.unit, note=shape.note)
-    fig.update_layout(height=520)
+    # Frame the central 99 % of the vertices (a few flying pixels must not shrink the view),
+    # keep true proportions, and start slightly from the side and above the camera.
+    lo, hi = np.percentile(mesh.vertices, [0.5, 99.5], axis=0)
+    pad = 0.05 * float((hi - lo).max()) + 1e-6
+    lo, hi = lo - pad, hi + pad
+    ratio = (hi - lo) / float((hi - lo).max())
+    fig.update_scenes(
+        xaxis_range=[lo[0], hi[0]], yaxis_range=[lo[1], hi[1]], zaxis_range=[lo[2], hi[2]],
+        aspectmode="manual", aspectratio=dict(x=ratio[0], y=ratio[1], z=ratio[2]),
+        camera_eye=dict(x=0.5, y=-0.4, z=-1.3),
+    )
+    fig.update_layout(height=540)
     return fig
 
 
@@ -130,15 +167,28 @@ def write_mesh_files(
     return [glb, ply]
 
 
-def normals_picture(result: DepthResult, shape: ShapeDepth) -> tuple[np.ndarray, str]:
-    """(H, W, 3) uint8 picture of surface normals and where they came from."""
+def normals_picture(
+    result: DepthResult, shape: ShapeDepth, max_side: int = 1024
+) -> tuple[np.ndarray, str]:
+    """(h, w, 3) uint8 picture of surface normals (at most ``max_side`` pixels on the longer
+    side) and a sentence saying where they came from (the model, or derived from depth)."""
+    import cv2
+
     from depthweb.geometry.normals import normals_from_depth, normals_to_rgb
 
     if result.normals is not None:
-        return normals_to_rgb(result.normals), f"surface normals predicted by {result.model}"
-    normals = normals_from_depth(shape.depth, result.intrinsics)
+        picture = downscale(normals_to_rgb(result.normals), max_side)
+        return picture, f"Normals predicted by {result.model}"
+    h, w = shape.depth.shape
+    s = max(1.0, max(h, w) / max_side)
+    depth, intrinsics = shape.depth, result.intrinsics
+    if s > 1:  # nearest neighbour: no depths invented across edges
+        size = (max(2, round(w / s)), max(2, round(h / s)))
+        depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+        intrinsics = intrinsics.scaled(size[0] / w, size[1] / h)
     where = "metric depth" if shape.note is None else "shape-only depth"
-    return normals_to_rgb(normals), f"surface normals derived from the {where}"
+    picture = normals_to_rgb(normals_from_depth(depth, intrinsics))
+    return picture, f"Normals derived from the {where}"
 
 
 def mark_points(

@@ -1,0 +1,412 @@
+"""Label corrections applied to a depth map: ignore mask, anchor and ordinal re-fits, region fills.
+
+A :class:`LabelMap` is a label in its native space (``kind``): depth for ``metric_depth`` and
+``relative_depth``, inverse depth for ``relative_disparity``; NaN = invalid. It carries an
+``ignore`` mask (pixels a reviewer excluded: sky, glass, mirrors, people) and a ``far`` mask
+(pixels marked "far"). Every correction takes a label and returns a new one (inputs are never
+modified); applying the same corrections in the same order always gives the same label.
+
+- **mask**: union / replace / subtract a painted region into the ignore mask; depth unchanged.
+- **anchors**: a few pixels of known metric depth re-fit scale and shift in the native space
+  (:func:`depthweb.geometry.align.align_to_anchors`); the label becomes ``metric_depth``.
+- **ordinal**: pairs "A is closer than B". A global scale and shift (positive scale) never
+  changes an ordering, so they cannot repair one; the fit adds the smallest tilt instead:
+  ``x' = x + a * u_n + b * v_n`` (``u_n, v_n``: pixel coordinates centred on the valid pixels,
+  in units of the longer image side), the low-frequency error relative models typically make.
+  "Smallest" is the least mean squared change over the valid, non-ignored pixels, subject to
+  every pair being in order by a margin (1 % of the label's 5-95 % range unless given): a
+  2-parameter quadratic programme, solved exactly in its dual by Hildreth's coordinate ascent.
+  Contradictory pairs, and tilts that would put depth behind the camera, are refused.
+- **plane fill**: the border ring of a painted region (``ring_px`` wide, valid, not ignored, not
+  far) is back-projected with the intrinsics and a 3D plane is fitted to it (total least squares);
+  the region's depth becomes the plane's intersection with each pixel's ray. For
+  ``relative_disparity`` the equivalent fit is used: inverse depth of a plane is an affine
+  function of the pixel coordinates, and stays one under the unknown scale and shift, so an
+  affine fit in disparity is exact where a back-projection of ``1 / x`` would not be.
+- **far fill**: the region is marked far: disparity 0, or for depth kinds the largest depth of
+  the rest of the label ("as far as anything in the scene"), and it stays so after later re-fits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from depthweb.errors import InputError
+from depthweb.geometry.align import align_to_anchors
+from depthweb.geometry.backproject import pixel_rays
+from depthweb.types import DepthKind, Intrinsics
+
+MASK_MODES = ("union", "replace", "subtract")
+DEFAULT_RING_PX = 3
+DEFAULT_MARGIN_FRACTION = 0.01
+_HILDRETH_SWEEPS = 5000
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """A label: ``depth`` float32 (H, W) in ``kind`` space (NaN invalid), ``ignore`` and ``far``
+    bool (H, W)."""
+
+    depth: np.ndarray
+    kind: DepthKind
+    ignore: np.ndarray
+    far: np.ndarray
+
+    @classmethod
+    def from_prediction(cls, depth: np.ndarray, kind: DepthKind | str) -> LabelMap:
+        """A teacher prediction (H, W) as a label with nothing ignored and nothing far."""
+        depth = np.asarray(depth, dtype=np.float32)
+        if depth.ndim != 2:
+            raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+        empty = np.zeros(depth.shape, dtype=bool)
+        return cls(depth.copy(), DepthKind(kind), empty, empty.copy())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.depth.shape[0]), int(self.depth.shape[1]))
+
+    def valid(self) -> np.ndarray:
+        """(H, W) bool: finite (and for depth kinds positive) values."""
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(self.depth)
+            if self.kind is not DepthKind.RELATIVE_DISPARITY:
+                ok &= self.depth > 0
+        return ok
+
+    def equals(self, other: LabelMap) -> bool:
+        """Bit-identical arrays (NaN equal to NaN) and the same kind."""
+        return (
+            self.kind == other.kind
+            and np.array_equal(self.depth, other.depth, equal_nan=True)
+            and np.array_equal(self.ignore, other.ignore)
+            and np.array_equal(self.far, other.far)
+        )
+
+
+def _check_region(label: LabelMap, region: np.ndarray | None, what: str) -> np.ndarray:
+    if region is None:
+        raise InputError(f"A {what} needs a painted region; paint one first.")
+    region = np.asarray(region)
+    if region.shape != label.shape:
+        raise InputError(
+            f"The painted region is {region.shape[1]}x{region.shape[0]} but the label is "
+            f"{label.shape[1]}x{label.shape[0]}; paint on the shown image."
+        )
+    region = region.astype(bool)
+    if not region.any():
+        raise InputError(f"The painted region for the {what} is empty; paint some pixels.")
+    return region
+
+
+def far_value(depth: np.ndarray, kind: DepthKind, usable: np.ndarray) -> float:
+    """The value "far" takes: 0 disparity, or the largest positive depth among ``usable``."""
+    if kind is DepthKind.RELATIVE_DISPARITY:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        vals = depth[usable & np.isfinite(depth) & (depth > 0)]
+    if vals.size == 0:
+        raise InputError("Nothing outside the far region has a depth; mark a smaller region.")
+    return float(vals.max())
+
+
+def _with_far(label: LabelMap) -> LabelMap:
+    """Re-assert the far region's value after an operation changed the rest of the label."""
+    if not label.far.any():
+        return label
+    depth = label.depth.copy()
+    depth[label.far] = far_value(label.depth, label.kind, ~label.far)
+    return replace(label, depth=depth)
+
+
+# --------------------------------------------------------------------------------- mask
+def apply_mask(label: LabelMap, region: np.ndarray, mode: str = "union") -> LabelMap:
+    """Ignore mask update: ``union`` adds the region, ``replace`` sets it, ``subtract`` erases.
+
+    ``replace`` accepts an empty region (clears the mask).
+    """
+    if mode not in MASK_MODES:
+        raise InputError(f"Unknown mask mode {mode!r}; use one of {', '.join(MASK_MODES)}.")
+    if mode == "replace" and region is not None and not np.asarray(region).any():
+        return replace(label, ignore=np.zeros(label.shape, dtype=bool))
+    region = _check_region(label, region, "mask")
+    if mode == "union":
+        ignore = label.ignore | region
+    elif mode == "subtract":
+        ignore = label.ignore & ~region
+    else:
+        ignore = region.copy()
+    return replace(label, ignore=ignore)
+
+
+# ------------------------------------------------------------------------------ anchors
+def parse_anchors(payload: Mapping[str, Any]) -> list[tuple[float, float, float]]:
+    """``payload["anchors"]``: ``[u, v, depth_m]`` lists or ``{"u", "v", "depth"}`` dicts."""
+    out = []
+    for item in payload.get("anchors") or []:
+        try:
+            if isinstance(item, Mapping):
+                out.append((float(item["u"]), float(item["v"]), float(item["depth"])))
+            else:
+                u, v, d = item
+                out.append((float(u), float(v), float(d)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"Anchor {item!r} is not (column, row, depth in metres); re-enter it."
+            ) from exc
+    if not out:
+        raise InputError("Add at least one scale anchor (a pixel and its depth) before saving.")
+    return out
+
+
+def refit_anchors(label: LabelMap, anchors: Sequence[tuple[float, float, float]]) -> LabelMap:
+    """Scale (and shift, with 2+ anchors) fitted in the native space; returns metric depth."""
+    aligned = align_to_anchors(label.depth, label.kind, list(anchors))
+    out = LabelMap(aligned.depth.astype(np.float32), DepthKind.METRIC_DEPTH,
+                   label.ignore.copy(), label.far.copy())
+    return _with_far(out)
+
+
+# ------------------------------------------------------------------------------ ordinal
+def parse_pairs(payload: Mapping[str, Any]) -> list[tuple[float, float, float, float]]:
+    """``payload["pairs"]``: ``[ua, va, ub, vb]`` ("A at (ua, va) is closer than B") or
+    ``{"closer": [u, v], "farther": [u, v]}``."""
+    out = []
+    for item in payload.get("pairs") or []:
+        try:
+            if isinstance(item, Mapping):
+                (ua, va), (ub, vb) = item["closer"], item["farther"]
+            else:
+                ua, va, ub, vb = item
+            out.append((float(ua), float(va), float(ub), float(vb)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"Pair {item!r} is not (closer column, row, farther column, row); re-enter it."
+            ) from exc
+    if not out:
+        raise InputError("Add at least one 'A is closer than B' pair before saving.")
+    return out
+
+
+def _pixel(label: LabelMap, u: float, v: float) -> tuple[int, int]:
+    h, w = label.shape
+    col, row = round(u), round(v)
+    if not (0 <= col < w and 0 <= row < h):
+        raise InputError(f"Point ({col}, {row}) is outside the {w}x{h} image.")
+    if not math.isfinite(float(label.depth[row, col])):
+        raise InputError(f"Point ({col}, {row}) has no depth; move it onto a surface.")
+    return row, col
+
+
+def _ramp(label: LabelMap, fit_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred, scaled pixel coordinates: ``(u_n, v_n)`` (H, W) each, with zero mean over the
+    fit pixels and the longer image side as unit."""
+    h, w = label.shape
+    side = float(max(h, w))
+    v, u = np.indices((h, w), dtype=np.float64)
+    return (u - u[fit_px].mean()) / side, (v - v[fit_px].mean()) / side
+
+
+def _hildreth(q: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin_{lam >= 0} 0.5 lam' Q lam - b' lam by coordinate descent (Hildreth 1957)."""
+    lam = np.zeros(b.size)
+    for _ in range(_HILDRETH_SWEEPS):
+        biggest = 0.0
+        for k in range(b.size):
+            new = max(0.0, lam[k] + (b[k] - float(q[k] @ lam)) / q[k, k])
+            biggest = max(biggest, abs(new - lam[k]))
+            lam[k] = new
+        if biggest <= 1e-13 * (1.0 + float(np.abs(lam).max())):
+            break
+    return lam
+
+
+def _ordinal_constraints(
+    label: LabelMap,
+    pairs: Sequence[tuple[float, float, float, float]],
+    ramp: tuple[np.ndarray, np.ndarray],
+    margin: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(G (K, 2), need (K,))``: pair k is in order with ``margin`` when
+    ``G[k] . (a, b) >= need[k]``."""
+    sign = -1.0 if label.kind is DepthKind.RELATIVE_DISPARITY else 1.0
+    rows, need = [], []
+    for ua, va, ub, vb in pairs:
+        a, b = _pixel(label, ua, va), _pixel(label, ub, vb)
+        if a == b:
+            raise InputError(f"Pair point A and B are the same pixel {a[::-1]}; pick two points.")
+        if label.far[a]:
+            raise InputError(f"Point {a[::-1]} is marked far, so it cannot be the closer one.")
+        if label.far[b]:
+            continue  # far is behind everything: nothing to fit
+        rows.append([sign * (ramp[0][b] - ramp[0][a]), sign * (ramp[1][b] - ramp[1][a])])
+        need.append(margin - sign * float(label.depth[b] - label.depth[a]))
+    return np.array(rows, dtype=np.float64).reshape(-1, 2), np.array(need, dtype=np.float64)
+
+
+def refit_ordinal(
+    label: LabelMap,
+    pairs: Sequence[tuple[float, float, float, float]],
+    *,
+    margin: float | None = None,
+) -> LabelMap:
+    """The smallest tilt ``x' = x + a u_n + b v_n`` that orders every pair (module docs).
+
+    Raises:
+        InputError: the pairs contradict each other, or the tilt would push depth behind the
+            camera.
+    """
+    fit_px = label.valid() & ~label.ignore & ~label.far
+    if fit_px.sum() < 3:
+        raise InputError("The label has too few valid pixels to re-fit; unmask some.")
+    if margin is None:
+        lo, hi = np.percentile(label.depth[fit_px], [5.0, 95.0])
+        margin = DEFAULT_MARGIN_FRACTION * max(float(hi - lo), 1e-6)
+    ramp = _ramp(label, fit_px)
+    g, need = _ordinal_constraints(label, pairs, ramp, margin)
+    if g.size == 0 or np.all(need <= 0):
+        return label
+    r = np.stack([ramp[0][fit_px], ramp[1][fit_px]], axis=1)
+    hess = r.T @ r / r.shape[0]  # mean squared change of the label per unit (a, b)
+    if np.linalg.cond(hess) > 1e12:
+        raise InputError("The label's valid pixels lie on a line; unmask more of the image.")
+    hinv = np.linalg.inv(hess)
+    tilt = hinv @ g.T @ _hildreth(g @ hinv @ g.T, need)
+    if np.any(g @ tilt < need - 1e-9 * margin):
+        raise InputError(
+            "These 'closer than' pairs contradict each other; remove one, or fix the region "
+            "with a plane or far fill instead."
+        )
+    new = label.depth.astype(np.float64) + tilt[0] * ramp[0] + tilt[1] * ramp[1]
+    out = replace(label, depth=new.astype(np.float32))
+    if label.kind is not DepthKind.RELATIVE_DISPARITY and np.any(out.depth[fit_px] <= 0):
+        raise InputError(
+            "Ordering these pairs would push part of the depth map behind the camera; "
+            "remove a pair or fix the region with a plane fill instead."
+        )
+    return _with_far(out)
+
+
+# ---------------------------------------------------------------------------- plane fill
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of (H, W) bool by a (2 radius + 1) square."""
+    out = mask.astype(bool)
+    for _ in range(max(0, int(radius))):
+        grown = out.copy()
+        grown[1:, :] |= out[:-1, :]
+        grown[:-1, :] |= out[1:, :]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        grown[1:, 1:] |= out[:-1, :-1]
+        grown[1:, :-1] |= out[:-1, 1:]
+        grown[:-1, 1:] |= out[1:, :-1]
+        grown[:-1, :-1] |= out[1:, 1:]
+        out = grown
+    return out
+
+
+def border_ring(label: LabelMap, region: np.ndarray, ring_px: int = DEFAULT_RING_PX) -> np.ndarray:
+    """(H, W) bool: pixels within ``ring_px`` of ``region``, outside it, usable for a fit."""
+    return dilate(region, ring_px) & ~region & label.valid() & ~label.ignore & ~label.far
+
+
+def _plane_depth(
+    label: LabelMap, ring: np.ndarray, region: np.ndarray, intrinsics: Intrinsics
+) -> np.ndarray:
+    """Depth of the total-least-squares plane through the back-projected ring, along each
+    region pixel's ray (NaN where the ray misses the plane)."""
+    h, w = label.shape
+    xs, ys = pixel_rays(h, w, intrinsics)
+    rr, rc = np.nonzero(ring)
+    z = label.depth[rr, rc].astype(np.float64)
+    pts = np.stack([z * xs[rc], z * ys[rr], z], axis=1)
+    centroid = pts.mean(axis=0)
+    _, sing, vt = np.linalg.svd(pts - centroid, full_matrices=False)
+    if sing[1] <= 1e-9 * max(sing[0], 1e-30):
+        raise InputError("The region's border is a line, not a surface; paint a wider region.")
+    normal = vt[2]
+    qr, qc = np.nonzero(region)
+    dots = normal[0] * xs[qc] + normal[1] * ys[qr] + normal[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = float(normal @ centroid) / dots
+    return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+
+
+def _affine_disparity(label: LabelMap, ring: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Least-squares ``a u + b v + c`` through the ring's disparities, at the region's pixels."""
+    rr, rc = np.nonzero(ring)
+    design = np.stack([rc, rr, np.ones_like(rr)], axis=1).astype(np.float64)
+    coef, _, rank, _ = np.linalg.lstsq(design, label.depth[rr, rc].astype(np.float64), rcond=None)
+    if rank < 3:
+        raise InputError("The region's border is a line, not a surface; paint a wider region.")
+    qr, qc = np.nonzero(region)
+    return coef[0] * qc + coef[1] * qr + coef[2]
+
+
+def plane_fill(
+    label: LabelMap,
+    region: np.ndarray,
+    intrinsics: Intrinsics,
+    *,
+    ring_px: int = DEFAULT_RING_PX,
+) -> LabelMap:
+    """Replace ``region`` by the plane fitted to its border ring (see the module docstring).
+
+    The region is no longer ignored or far afterwards.
+    """
+    region = _check_region(label, region, "plane fill")
+    ring = border_ring(label, region, ring_px)
+    if ring.sum() < 3:
+        raise InputError(
+            "The painted region has no usable border (it touches only invalid, masked or far "
+            "pixels); paint a region surrounded by the surface you want to extend."
+        )
+    if label.kind is DepthKind.RELATIVE_DISPARITY:
+        values = _affine_disparity(label, ring, region)
+    else:
+        values = _plane_depth(label, ring, region, intrinsics)
+    depth = label.depth.copy()
+    depth[region] = values.astype(np.float32)
+    out = LabelMap(depth, label.kind, label.ignore & ~region, label.far & ~region)
+    return _with_far(out)
+
+
+# ----------------------------------------------------------------------------- far fill
+def far_fill(label: LabelMap, region: np.ndarray) -> LabelMap:
+    """Mark ``region`` far (disparity 0, or the largest depth of the rest); no longer ignored."""
+    region = _check_region(label, region, "far fill")
+    if region.all():
+        raise InputError("The far region covers the whole image; paint only the far part.")
+    far = label.far | region
+    far_value(label.depth, label.kind, ~far)  # raises when nothing else has a depth
+    return _with_far(LabelMap(label.depth.copy(), label.kind, label.ignore & ~region, far))
+
+
+# ------------------------------------------------------------------------------ dispatch
+def apply_correction(
+    label: LabelMap,
+    action: str,
+    payload: Mapping[str, Any] | None,
+    region: np.ndarray | None,
+    intrinsics: Intrinsics,
+) -> LabelMap:
+    """Apply one stored correction (``action`` = mask, anchors, ordinal, plane_fill, far_fill)."""
+    payload = payload or {}
+    if action == "mask":
+        return apply_mask(label, region, str(payload.get("mode", "union")))
+    if action == "anchors":
+        return refit_anchors(label, parse_anchors(payload))
+    if action == "ordinal":
+        margin = payload.get("margin")
+        return refit_ordinal(label, parse_pairs(payload),
+                             margin=None if margin is None else float(margin))
+    if action == "plane_fill":
+        return plane_fill(label, region, intrinsics,
+                          ring_px=int(payload.get("ring_px", DEFAULT_RING_PX)))
+    if action == "far_fill":
+        return far_fill(label, region)
+    raise InputError(f"{action!r} is not a label correction.")

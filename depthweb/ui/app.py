@@ -1,0 +1,56 @@
+"""The Studio app: Predict, Compare and Stereo tabs in one ``gr.Blocks``.
+
+Every model call goes through one queue (``concurrency_id="gpu"``, one at a time). Outputs are
+written to per-request folders under ``settings.output_dir`` and deleted after
+``settings.output_max_age_min``; Gradio's own copies of them are deleted on the same schedule
+(``delete_cache``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from depthweb.config import Settings, get_settings
+from depthweb.ui import compare_tab, predict_tab, stereo_tab
+from depthweb.ui.common import CSS, Context
+from depthweb.ui.review_setup import add_review_tabs, review_launch_kwargs
+
+HEADER = """# depthweb Studio
+Depth from one photo (or a stereo pair): an interactive 3D view, true raw exports, the camera
+intrinsics used, and measurements in metres where the depth is metric."""
+
+
+def build_app(settings: Settings | None = None) -> gr.Blocks:
+    """The Blocks app (not launched); ``settings`` default to the environment's."""
+    settings = settings or get_settings()
+    ctx = Context.create(settings)
+    max_age = max(60, int(settings.output_max_age_min * 60))
+    with gr.Blocks(title="depthweb Studio", analytics_enabled=False,
+                   delete_cache=(max(60, max_age // 2), max_age)) as demo:
+        gr.Markdown(HEADER, elem_id="dw-header")
+        with gr.Tabs():
+            with gr.Tab("Predict", id="predict"):
+                predict_tab.build(ctx)
+            with gr.Tab("Compare", id="compare"):
+                compare_tab.build(ctx)
+            with gr.Tab("Stereo", id="stereo"):
+                stereo_tab.build(ctx)
+            add_review_tabs(settings)  # Review + Admin, when the review feature is on
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def launch_kwargs(settings: Settings | None = None) -> dict:
+    """Keyword arguments for ``demo.launch()``: theme, CSS, upload limit, served paths."""
+    settings = settings or get_settings()
+    out = Path(settings.output_dir).expanduser()
+    return {
+        "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="purple"),
+        "css": CSS,
+        "max_file_size": f"{int(settings.max_upload_mb)}mb",
+        "allowed_paths": [str(out)],
+        "show_error": False,
+        **review_launch_kwargs(settings),  # login (auth=) when the review feature is on
+    }

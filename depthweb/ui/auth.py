@@ -1,0 +1,195 @@
+"""Login for the review platform: when the Review tabs are on, who may use the app, and which
+user a request acts as.
+
+**When the review feature is on** (``DEPTHWEB_REVIEW``, see :func:`review_mode`):
+``off``: Studio only, no login. ``on``: the Review and Admin tabs are built and the database
+must be migrated (else the app refuses to start with a sentence). ``auto`` (default): on when
+the database already exists (an SQLite file is never created just to look) and holds at least
+one active user; otherwise the public Studio runs exactly as before, without login.
+
+**How people log in.** Normally Gradio's login page protects the whole app (``auth=`` from
+:func:`review_launch_kwargs`): :func:`make_auth` checks name and password with
+:func:`depthweb.store.authenticate` (argon2 hashes, :class:`~depthweb.store.LoginThrottle`
+against guessing; passwords are never logged). On a Hugging Face Space with OAuth enabled
+(``hf_oauth: true``: ``SYSTEM=spaces`` and ``OAUTH_CLIENT_ID`` set) the Studio stays public,
+a "Sign in with Hugging Face" button is shown instead, and a signed-in account acts as the
+local user ``<hf name>@hf`` (created as a viewer; an admin promotes it). Off Spaces nothing of
+OAuth is built, so Gradio's mocked OAuth routes never exist.
+
+Handlers never trust the page: :meth:`ReviewApp.username` reads the user server-side from
+``gr.Request.username`` (or the OAuth profile) and the services check the role in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+
+import gradio as gr
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from depthweb.config import Settings
+from depthweb.errors import DepthwebError
+from depthweb.services.review.context import ReviewContext
+from depthweb.services.review.session import ensure_oauth_user
+from depthweb.store import LoginThrottle, authenticate
+from depthweb.store.auth import DEFAULT_THROTTLE
+from depthweb.store.models import User
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "on", "off")
+AUTH_MESSAGE = ("<p>depthweb label review: log in with the account an admin gave you "
+                "(<code>depthweb users add NAME --role reviewer</code>).</p>")
+
+
+def oauth_available() -> bool:
+    """True on a Hugging Face Space whose OAuth app is configured (``hf_oauth: true``)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID")) \
+        and bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+
+@dataclass
+class ReviewApp:
+    """What the review tabs need: the review context, whether Hugging Face OAuth is used, and
+    the settings. One per process (:func:`review_setup`)."""
+
+    ctx: ReviewContext
+    oauth: bool = False
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    def username(self, request: gr.Request | None, profile: gr.OAuthProfile | None = None
+                 ) -> str | None:
+        """The acting user's name, read server-side (None = not logged in)."""
+        name = getattr(request, "username", None) if request is not None else None
+        if name:
+            return str(name)
+        if self.oauth and profile is not None:
+            hf_name = getattr(profile, "username", None) or profile.get("preferred_username")
+            if hf_name:
+                return ensure_oauth_user(self.ctx, str(hf_name))
+        return None
+
+
+def review_mode(settings: Settings) -> str:
+    mode = (settings.review or "auto").strip().lower()
+    aliases = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+    mode = aliases.get(mode, mode)
+    if mode not in MODES:
+        raise DepthwebError(f"DEPTHWEB_REVIEW={settings.review!r} is not one of auto, on, off.")
+    return mode
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return False
+    db = u.database or ""
+    return not db or db == ":memory:" or not Path(db).expanduser().is_file()
+
+
+def _count_users(ctx: ReviewContext) -> int:
+    with ctx.session(readonly=True) as s:
+        return int(s.scalar(select(func.count(User.id)).where(User.active)) or 0)
+
+
+_cache: dict[tuple[str, str], ReviewApp | None] = {}
+_cache_lock = Lock()
+
+
+def _open(settings: Settings, mode: str) -> ReviewApp | None:
+    if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
+        return None
+    try:
+        ctx = ReviewContext.from_settings(settings)
+    except DepthwebError:
+        if mode == "on":
+            raise
+        log.warning("review tabs off: the database is not ready (run `depthweb db upgrade`)")
+        return None
+    try:
+        n_users = _count_users(ctx)
+    except SQLAlchemyError as exc:
+        ctx.close()
+        if mode == "on":
+            raise DepthwebError(f"Cannot read the users table ({type(exc).__name__}); run "
+                                "`depthweb db upgrade`.") from exc
+        return None
+    oauth = oauth_available()
+    if n_users == 0 and mode == "auto" and not oauth:
+        ctx.close()
+        return None
+    if n_users == 0:
+        log.warning("the review tabs are on but no user exists: add one with "
+                    "`depthweb users add NAME --role admin`")
+    return ReviewApp(ctx, oauth=oauth)
+
+
+def review_setup(settings: Settings) -> ReviewApp | None:
+    """The process's :class:`ReviewApp`, or None when the review feature is off (module
+    docstring). Cached per (database URL, data dir): ``build_app`` and ``launch_kwargs`` share
+    one engine."""
+    mode = review_mode(settings)
+    if mode == "off":
+        return None
+    key = (settings.resolved_database_url, str(settings.data_dir))
+    with _cache_lock:
+        if key not in _cache or (_cache[key] is None and mode == "on"):
+            _cache[key] = _open(settings, mode)
+        return _cache[key]
+
+
+def clear_review_cache() -> None:
+    """Forget (and close) the cached review contexts (tests)."""
+    with _cache_lock:
+        for app in _cache.values():
+            if app is not None:
+                app.ctx.close()
+        _cache.clear()
+
+
+def make_auth(
+    ctx: ReviewContext, throttle: LoginThrottle = DEFAULT_THROTTLE
+) -> Callable[[str, str], Awaitable[bool]]:
+    """Gradio's ``auth=`` callable: True for an active user with this password. The argon2
+    check runs in a worker thread (Gradio awaits coroutine functions), so a login never stalls
+    the server; a throttled name is refused without checking."""
+
+    def check(username: str, password: str) -> bool:
+        try:
+            with ctx.session() as s:  # a write session: an outdated hash is upgraded on login
+                return authenticate(session=s, name=username, password=password,
+                                    throttle=throttle) is not None
+        except SQLAlchemyError as exc:
+            log.error("login check failed: database error %s", type(exc).__name__)
+            return False
+
+    async def auth(username: str, password: str) -> bool:
+        return await asyncio.to_thread(check, username or "", password or "")
+
+    return auth
+
+
+def review_launch_kwargs(settings: Settings) -> dict:
+    """``launch()`` arguments for the review feature: ``auth`` + ``auth_message`` with
+    password login, nothing when the feature is off or Hugging Face OAuth is used."""
+    app = review_setup(settings)
+    if app is None or app.oauth:
+        return {}
+    return {"auth": make_auth(app.ctx), "auth_message": AUTH_MESSAGE}
+
+
+def login_button(app: ReviewApp) -> None:
+    """The "Sign in with Hugging Face" button, only when OAuth is used (inert elsewhere)."""
+    if app.oauth:
+        gr.LoginButton(elem_id="review-hf-login")

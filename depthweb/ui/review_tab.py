@@ -1,0 +1,403 @@
+"""Review tab: the next task for the logged-in user, the photo, the teacher depth, the current
+label and its 3D view, and every action (approve, reject with reasons, ignore-mask brush, scale
+anchors, ordinal pairs, plane / far region fill, note).
+
+Each save sends the task version the page shows; a stale save (someone else saved first) is
+refused with a warning, the task is reloaded, and the painted mask and typed points stay on the
+page. Every handler reads the user server-side (:meth:`ReviewApp.username`); the services and
+the repository check the role. API endpoints: ``review_next``, ``review_open``,
+``review_approve``, ``review_reject``, ``review_save_mask``, ``review_fill``,
+``review_save_anchors``, ``review_save_ordinal``, ``review_note``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import gradio as gr
+import numpy as np
+
+from depthweb.services import visuals
+from depthweb.services.review import session as svc
+from depthweb.services.review.admin import dataset_names
+from depthweb.store import StaleRevisionError
+from depthweb.ui.auth import ReviewApp, login_button
+from depthweb.ui.common import user_errors
+
+ANCHOR, PAIR = "Scale anchor", "Ordinal pair (click closer A, then farther B)"
+HISTORY_HEADERS = ["version", "when", "who", "action", "details"]
+ANCHOR_HEADERS = ["x (px)", "y (px)", "true depth (m)"]
+PAIR_HEADERS = ["closer x", "closer y", "farther x", "farther y"]
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_escape(text: object) -> str:
+    """User text made inert for gr.Markdown: HTML escaped, Markdown syntax backslashed."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True))
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The task on the page: its label shape, the display photo (h, w, 3) and a pending
+    ordinal point A (label pixels) waiting for its B."""
+
+    task_id: int
+    label_shape: tuple[int, int]
+    photo: np.ndarray
+    pending: tuple[int, int] | None = None
+
+
+def info_markdown(page: svc.TaskPage, show_gold: bool) -> str:
+    claimed = f" (claimed by {md_escape(page.assignee)})" if page.assignee else ""
+    unc = "n/a" if page.uncertainty is None else f"{page.uncertainty:.4f}"
+    gold = " · **gold task**" if show_gold and page.is_gold else ""
+    rows = [
+        ("Task", f"{page.task_id} · version {page.version}{gold}"),
+        ("Status", f"{page.status}{claimed}"),
+        ("Priority · uncertainty", f"{page.priority:.4f} · {unc}"),
+        ("Image", md_escape(page.image_name or "?")),
+        ("Teacher", md_escape(f"{page.teacher} {page.teacher_weights}".strip())),
+        ("Label", f"{page.kind} · {page.source} · {page.n_corrections} correction(s) · "
+                  f"{page.label_shape[1]}x{page.label_shape[0]} px"),
+    ]
+    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def notes_markdown(notes: list[tuple[str, str]]) -> str:
+    if not notes:
+        return ""
+    lines = [f"- **{md_escape(who)}**: {md_escape(text).replace(chr(10), '<br>')}"
+             for who, text in notes[-20:]]
+    return "**Notes**\n\n" + "\n".join(lines)
+
+
+def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | None:
+    """The display photo with anchors (cyan, numbered) and the pending or last pair (A/B)."""
+    if shown is None:
+        return None
+    dshape = shown.photo.shape[:2]
+
+    def disp(u, v):
+        return svc.to_display(float(u), float(v), shown.label_shape, dshape)
+
+    anchor_pts = [disp(r[0], r[1]) for r in _rows(anchors, 3)]
+    pair_rows = _rows(pairs, 4)
+    if shown.pending is not None:
+        measure = [disp(*shown.pending)]
+    elif pair_rows:
+        measure = [disp(pair_rows[-1][0], pair_rows[-1][1]),
+                   disp(pair_rows[-1][2], pair_rows[-1][3])]
+    else:
+        measure = []
+    return visuals.mark_points(shown.photo, measure, anchor_pts)
+
+
+def _rows(table, width: int) -> list[list]:
+    """Complete numeric rows of a Dataframe value (type="array")."""
+    out = []
+    for row in table or []:
+        cells = list(row or [])[:width]
+        if len(cells) == width and all(c not in (None, "") for c in cells):
+            out.append(cells)
+    return out
+
+
+class ReviewHandlers:
+    """The tab's event handlers (one instance per app)."""
+
+    def __init__(self, app: ReviewApp) -> None:
+        self.app = app
+        self.ctx = app.ctx
+
+    def who(self, name: str | None) -> tuple[str, str | None]:
+        role = svc.user_role(self.ctx, name)
+        if name is None:
+            text = "Not logged in" + (": sign in with Hugging Face." if self.app.oauth else ".")
+        elif role is None:
+            text = f"Logged in as **{md_escape(name)}** (no active account; ask an admin)."
+        else:
+            text = f"Logged in as **{md_escape(name)}** ({role})."
+        return text, role
+
+    def view(self, page: svc.TaskPage | None, name: str | None, empty: str = "") -> list:
+        """Values for the view outputs (see ``build``)."""
+        who, role = self.who(name)
+        if page is None:
+            return [None, None, empty, None, None, None, None, [], "", who, None]
+        shown = Shown(page.task_id, page.label_shape, page.photo)
+        history = [[h.version, h.when, h.author, h.action, h.details] for h in page.history]
+        return [page.task_id, page.version, info_markdown(page, role == "admin"),
+                page.photo, page.teacher_picture, page.label_picture, page.figure, history,
+                notes_markdown(page.notes), who, shown]
+
+    @staticmethod
+    def fresh_edits(page: svc.TaskPage | None) -> list:
+        editor = None if page is None else {"background": page.photo, "layers": [],
+                                            "composite": None}
+        return [editor, [], []]
+
+    def load_next(self, dataset, request, profile) -> list:
+        name = self.app.username(request, profile)
+        with user_errors("load the next task"):
+            page = svc.next_page(self.ctx, name, dataset=dataset or None)
+        status = ("Nothing left to review for you here: the queue is empty."
+                  if page is None else f"Task {page.task_id} is yours for the next 10 minutes.")
+        return [*self.view(page, name, status), *self.fresh_edits(page), status]
+
+    def load_task(self, task_id, request, profile) -> list:
+        name = self.app.username(request, profile)
+        if task_id in (None, ""):
+            raise gr.Error("Type a task number, or press Next task.", print_exception=False)
+        with user_errors("open the task"):
+            page = svc.open_page(self.ctx, name, int(task_id))
+        return [*self.view(page, name), *self.fresh_edits(page), f"Task {page.task_id} opened."]
+
+    def save(self, what: str, do: Callable[[str | None], int], task_id, request, profile, *,
+             after: str = "stay") -> list:
+        """Run ``do(user name)`` (returns the new version), then reload (``after="stay"``) or
+        load the user's next task (``after="next"``). A stale save warns and reloads, keeping
+        the painted mask and the points."""
+        name = self.app.username(request, profile)
+        if task_id in (None, ""):
+            raise gr.Error("Open a task first (press Next task).", print_exception=False)
+        with user_errors(what):
+            try:
+                version = do(name)
+            except StaleRevisionError as exc:
+                gr.Warning(f"{exc} Your mask and points are still on the page.")
+                page = svc.open_page(self.ctx, name, int(task_id))
+                status = (f"Not saved: task {task_id} changed meanwhile (now version "
+                          f"{page.version}). It was reloaded; check it and save again.")
+                return [*self.view(page, name), gr.skip(), gr.skip(), gr.skip(), status]
+            done = f"Saved: {what} on task {task_id} (now version {version})."
+            if after == "next":
+                page = svc.next_page(self.ctx, name)
+                nxt = f" Next: task {page.task_id}." if page else " The queue is empty."
+                return [*self.view(page, name, done + nxt), *self.fresh_edits(page),
+                        done + nxt]
+            page = svc.open_page(self.ctx, name, int(task_id))
+        return [*self.view(page, name), *self.fresh_edits(page), done]
+
+
+def _editor_region(value) -> np.ndarray | None:
+    if not isinstance(value, dict):
+        return None
+    return svc.region_from_layers(value.get("layers"))
+
+
+def build(app: ReviewApp) -> None:
+    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
+    h = ReviewHandlers(app)
+    ctx = app.ctx
+    shown = gr.State(None)
+    with gr.Row(equal_height=True):
+        whoami = gr.Markdown(elem_id="review-whoami")
+        login_button(app)
+    with gr.Row(equal_height=True):
+        dataset = gr.Dropdown([], value=None, label="Dataset (empty: all)", scale=2,
+                              elem_id="review-dataset")
+        next_btn = gr.Button("Next task", variant="primary", elem_id="review-next", scale=1)
+        task_num = gr.Number(None, label="Task", precision=0, minimum=0, scale=1,
+                             elem_id="review-task")
+        version_num = gr.Number(None, label="Version", precision=0, interactive=False, scale=1,
+                                elem_id="review-version")
+        open_btn = gr.Button("Open / reload", elem_id="review-open", scale=1)
+    status = gr.Markdown(elem_id="review-status")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            info = gr.Markdown(elem_classes=["dw-info"], elem_id="review-info")
+        with gr.Column(scale=3, min_width=300):
+            notes_md = gr.Markdown(elem_id="review-notes")
+    with gr.Row():
+        photo = gr.Image(label="Photo: click to add anchors / pairs", interactive=False,
+                         format="jpeg", height=360, elem_id="review-photo")
+        teacher = gr.Image(label="Teacher depth (near = warm)", interactive=False,
+                           format="jpeg", height=360, elem_id="review-teacher")
+        label = gr.Image(label="Current label (magenta: ignored, blue: far)", interactive=False,
+                         format="png", height=360, elem_id="review-label")
+    with gr.Row():
+        with gr.Column(scale=3, min_width=400):
+            editor = gr.ImageEditor(
+                label="Paint a region (ignore mask or fill)", type="numpy", image_mode="RGBA",
+                sources=[], transforms=[], layers=False, format="png", height=460,
+                brush=gr.Brush(default_size=24, colors=["#ff00ff"], color_mode="fixed"),
+                eraser=gr.Eraser(default_size=24), elem_id="review-editor")
+            with gr.Row():
+                mask_mode = gr.Radio(["union", "replace", "subtract"], value="union",
+                                     label="Ignore mask mode", elem_id="review-mask-mode")
+                save_mask = gr.Button("Save ignore mask", elem_id="review-save-mask")
+            with gr.Row():
+                fill_mode = gr.Radio([("plane fitted to the border", "plane"), ("far", "far")],
+                                     value="plane", label="Region fill",
+                                     elem_id="review-fill-mode")
+                fill = gr.Button("Fill painted region", elem_id="review-fill")
+        with gr.Column(scale=2, min_width=300):
+            click_mode = gr.Radio([ANCHOR, PAIR], value=ANCHOR, label="Click on the photo adds",
+                                  elem_id="review-click-mode")
+            depth = gr.Number(None, label="True depth of the next anchor (m)", minimum=0,
+                              elem_id="review-anchor-depth")
+            anchors = gr.Dataframe(headers=ANCHOR_HEADERS, datatype="number", type="array",
+                                   column_count=(3, "fixed"), interactive=True,
+                                   label="Scale anchors (label pixels)",
+                                   elem_id="review-anchors")
+            save_anchors = gr.Button("Save anchors (re-fit scale and shift)",
+                                     elem_id="review-save-anchors")
+            pairs = gr.Dataframe(headers=PAIR_HEADERS, datatype="number", type="array",
+                                 column_count=(4, "fixed"), interactive=True,
+                                 label="Ordinal pairs: A is closer than B",
+                                 elem_id="review-pairs")
+            with gr.Row():
+                save_pairs = gr.Button("Save pairs", elem_id="review-save-pairs")
+                clear = gr.Button("Clear points", elem_id="review-clear")
+    with gr.Row():
+        reasons = gr.CheckboxGroup(list(svc.REASON_TAGS), label="Reject reasons",
+                                   elem_id="review-reasons")
+        note = gr.Textbox(label="Note (stored as typed)", lines=2, max_length=4000,
+                          elem_id="review-note")
+    with gr.Row():
+        approve = gr.Button("Approve", variant="primary", elem_id="review-approve")
+        reject = gr.Button("Reject", variant="stop", elem_id="review-reject")
+        save_note = gr.Button("Save note", elem_id="review-save-note")
+    plot = gr.Plot(label="3D view of the current label", elem_id="review-plot")
+    history = gr.Dataframe(headers=HISTORY_HEADERS, datatype="str", interactive=False,
+                           label="History (every action is kept)", elem_id="review-history")
+
+    view = [task_num, version_num, info, photo, teacher, label, plot, history, notes_md,
+            whoami, shown]
+    outputs = [*view, editor, anchors, pairs, status]
+    _wire(h, ctx, locals())
+
+
+def _wire(h: ReviewHandlers, ctx, c: dict) -> None:
+    """Connect the events; ``c`` holds the components made in ``build``."""
+    outputs, ident = c["outputs"], [c["task_num"], c["version_num"]]
+
+    def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        name = h.app.username(request, profile)
+        who, role = h.who(name)
+        names = dataset_names(ctx, name) if role else []
+        return who, gr.Dropdown(choices=[("all datasets", "")] + [(n, n) for n in names],
+                                value="")
+
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[c["whoami"], c["dataset"]],
+          api_visibility="private")
+
+    def review_next(dataset, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """Claim and show the next task by priority for the logged-in user."""
+        return h.load_next(dataset, request, profile)
+
+    c["next_btn"].click(review_next, [c["dataset"]], outputs, api_name="review_next")
+
+    def review_open(task_id, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """Show (reload) one task by number; nothing is claimed."""
+        return h.load_task(task_id, request, profile)
+
+    c["open_btn"].click(review_open, [c["task_num"]], outputs, api_name="review_open")
+
+    def review_approve(task_id, version, note, request: gr.Request,
+                       profile: gr.OAuthProfile | None = None):
+        """Approve the current label at ``version``; shows the next task."""
+        return h.save("approve", lambda n: svc.approve(ctx, n, task_id, version, note),
+                      task_id, request, profile, after="next")
+
+    c["approve"].click(review_approve, [*ident, c["note"]], outputs,
+                       api_name="review_approve")
+
+    def review_reject(task_id, version, reasons, note, request: gr.Request,
+                      profile: gr.OAuthProfile | None = None):
+        """Reject the current label with reason tags; shows the next task."""
+        return h.save("reject", lambda n: svc.reject(ctx, n, task_id, version, reasons, note),
+                      task_id, request, profile, after="next")
+
+    c["reject"].click(review_reject, [*ident, c["reasons"], c["note"]], outputs,
+                      api_name="review_reject")
+
+    def review_save_mask(task_id, version, editor, mode, request: gr.Request,
+                         profile: gr.OAuthProfile | None = None):
+        """Save the painted brush strokes as the ignore mask (union / replace / subtract)."""
+        return h.save("ignore mask", lambda n: svc.save_region(
+            ctx, n, task_id, version, _editor_region(editor), "mask", mode=mode or "union"),
+            task_id, request, profile)
+
+    c["save_mask"].click(review_save_mask, [*ident, c["editor"], c["mask_mode"]], outputs,
+                         api_name="review_save_mask")
+
+    def review_fill(task_id, version, editor, mode, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None):
+        """Fill the painted region: ``plane`` (fitted to its border) or ``far``."""
+        return h.save(f"{mode} fill", lambda n: svc.save_region(
+            ctx, n, task_id, version, _editor_region(editor), mode or "plane"),
+            task_id, request, profile)
+
+    c["fill"].click(review_fill, [*ident, c["editor"], c["fill_mode"]], outputs,
+                    api_name="review_fill")
+
+    def review_save_anchors(task_id, version, table, request: gr.Request,
+                            profile: gr.OAuthProfile | None = None):
+        """Scale anchors [[x, y, depth_m], ...] in label pixels: re-fit scale and shift."""
+        return h.save("anchors", lambda n: svc.save_anchors(ctx, n, task_id, version, table),
+                      task_id, request, profile)
+
+    c["save_anchors"].click(review_save_anchors, [*ident, c["anchors"]], outputs,
+                            api_name="review_save_anchors")
+
+    def review_save_ordinal(task_id, version, table, request: gr.Request,
+                            profile: gr.OAuthProfile | None = None):
+        """Ordinal pairs [[closer x, y, farther x, y], ...] in label pixels."""
+        return h.save("ordinal pairs", lambda n: svc.save_pairs(ctx, n, task_id, version,
+                                                                table),
+                      task_id, request, profile)
+
+    c["save_pairs"].click(review_save_ordinal, [*ident, c["pairs"]], outputs,
+                          api_name="review_save_ordinal")
+
+    def review_note(task_id, version, text, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None):
+        """A free-text note on the task."""
+        return h.save("note", lambda n: svc.save_note(ctx, n, task_id, version, text),
+                      task_id, request, profile)
+
+    c["save_note"].click(review_note, [*ident, c["note"]], outputs, api_name="review_note")
+    _wire_points(c)
+
+
+def _wire_points(c: dict) -> None:
+    """Clicks on the photo add anchors or pairs (kept in the page until saved or cleared)."""
+
+    def on_click(shown: Shown | None, mode, depth, anchors, pairs, evt: gr.SelectData):
+        if shown is None:
+            raise gr.Error("Open a task first, then click the photo.", print_exception=False)
+        u, v = svc.to_label(float(evt.index[0]), float(evt.index[1]), shown.label_shape,
+                            shown.photo.shape[:2])
+        anchors, pairs = _rows(anchors, 3), _rows(pairs, 4)
+        if mode == ANCHOR:
+            if depth is None or not float(depth) > 0:
+                raise gr.Error("Type the true depth of the point (in metres) first, then "
+                               "click it.", print_exception=False)
+            anchors.append([u, v, float(depth)])
+        elif shown.pending is None:
+            shown = replace(shown, pending=(u, v))
+        else:
+            pairs.append([*shown.pending, u, v])
+            shown = replace(shown, pending=None)
+        return marked_photo(shown, anchors, pairs), anchors, pairs, shown
+
+    c["photo"].select(on_click, [c["shown"], c["click_mode"], c["depth"], c["anchors"],
+                                 c["pairs"]],
+                      [c["photo"], c["anchors"], c["pairs"], c["shown"]],
+                      api_visibility="private")
+
+    def on_clear(shown: Shown | None):
+        shown = replace(shown, pending=None) if shown is not None else None
+        return marked_photo(shown, [], []), [], [], shown
+
+    c["clear"].click(on_clear, [c["shown"]], [c["photo"], c["anchors"], c["pairs"], c["shown"]],
+                     api_visibility="private")
+
+    for table in (c["anchors"], c["pairs"]):
+        table.input(lambda shown, a, p: marked_photo(shown, a, p),
+                    [c["shown"], c["anchors"], c["pairs"]], [c["photo"]],
+                    api_visibility="private")

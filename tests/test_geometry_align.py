@@ -1,0 +1,133 @@
+"""Scale / shift fits recover known parameters; anchor alignment in the model's native space."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from depthweb.errors import InputError
+from depthweb.geometry.align import align_to_anchors, fit_scale, fit_scale_shift
+
+N = 20_000
+
+
+def affine_data(seed: int, noise: float, scale: float = 2.5, shift: float = -0.7):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.2, 1.2, N)
+    y = scale * x + shift + rng.normal(0.0, noise, N)
+    return x, y
+
+
+def ls_sigmas(x: np.ndarray, noise: float) -> tuple[float, float]:
+    """Standard errors of the least-squares slope and intercept for Gaussian noise."""
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    return noise / math.sqrt(sxx), noise * math.sqrt(1.0 / x.size + x.mean() ** 2 / sxx)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01, 0.2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fit_scale_shift_recovers_parameters(seed, noise):
+    x, y = affine_data(seed, noise)
+    scale, shift = fit_scale_shift(x, y)
+    # the estimator is unbiased with known standard errors: 6 sigma fails ~1 run in 5e8;
+    # the 1e-9 floor covers float rounding of the noise-free case
+    s_sigma, t_sigma = ls_sigmas(x, noise)
+    assert abs(scale - 2.5) <= 6 * s_sigma + 1e-9
+    assert abs(shift + 0.7) <= 6 * t_sigma + 1e-9
+
+
+def test_mask_and_non_finite_values_are_ignored():
+    x, y = affine_data(3, 0.0)
+    x2d, y2d = x.reshape(100, 200).copy(), y.reshape(100, 200).copy()
+    mask = np.ones_like(x2d, dtype=bool)
+    mask[:10] = False
+    y2d[:10] = 1e6  # garbage outside the mask
+    x2d[50, 50] = np.nan
+    scale, shift = fit_scale_shift(x2d, y2d, mask)
+    assert scale == pytest.approx(2.5, rel=1e-12) and shift == pytest.approx(-0.7, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trimmed_fit_ignores_outliers(seed):
+    x, y = affine_data(seed, 0.01)
+    rng = np.random.default_rng(seed + 100)
+    bad = rng.random(N) < 0.2
+    y = y.copy()
+    y[bad] += rng.uniform(2.0, 8.0, bad.sum())  # e.g. sky or reflective surfaces
+    plain = fit_scale_shift(x, y)
+    robust = fit_scale_shift(x, y, trim=0.3)
+    assert abs(plain[1] + 0.7) > 0.5  # plain least squares is dragged away
+    assert robust == pytest.approx((2.5, -0.7), abs=0.01)
+
+
+def test_fit_scale_only():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(1, 3, 1000)
+    assert fit_scale(x, 1.7 * x) == pytest.approx(1.7, rel=1e-12)
+
+
+def test_degenerate_inputs_raise():
+    with pytest.raises(ValueError, match="constant"):
+        fit_scale_shift(np.ones(10), np.arange(10.0))
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_scale_shift(np.array([1.0]), np.array([2.0]))
+    with pytest.raises(ValueError, match="trim"):
+        fit_scale_shift(np.arange(5.0), np.arange(5.0), trim=0.6)
+
+
+def depth_scene(h: int = 40, w: int = 50) -> np.ndarray:
+    v, u = np.mgrid[0:h, 0:w]
+    return 1.0 + 0.05 * u + 0.02 * v  # metres, 1 to 4.2
+
+
+@pytest.mark.parametrize("n_anchors", [2, 3, 5])
+def test_anchors_align_relative_disparity(n_anchors):
+    depth = depth_scene()
+    pred = 3.0 / depth + 0.4  # affine in inverse depth, like Depth Anything
+    pts = [(0, 0), (49, 39), (25, 10), (10, 30), (40, 5)][:n_anchors]
+    anchors = [(u, v, float(depth[v, u])) for u, v in pts]
+    aligned, scale, shift, residual = align_to_anchors(pred, "relative_disparity", anchors)
+    assert scale == pytest.approx(1 / 3.0, rel=1e-9) and shift == pytest.approx(-0.4 / 3.0)
+    assert np.allclose(aligned, depth, rtol=1e-5)
+    assert aligned.dtype == np.float32 and residual < 1e-9
+
+
+def test_one_anchor_fits_scale_only():
+    depth = depth_scene()
+    pred = 0.25 / depth
+    result = align_to_anchors(pred, "relative_disparity", [(7, 9, float(depth[9, 7]))])
+    assert result.shift == 0.0 and result.scale == pytest.approx(4.0)
+    assert np.allclose(result.depth, depth, rtol=1e-5)
+    rel = align_to_anchors(0.5 * depth, "relative_depth", [(7, 9, float(depth[9, 7]))])
+    assert rel.scale == pytest.approx(2.0) and np.allclose(rel.depth, depth, rtol=1e-6)
+
+
+def test_relative_depth_aligns_in_depth_space_with_residual():
+    depth = depth_scene()
+    pred = 0.3 * depth - 0.1
+    anchors = [(0, 0, float(depth[0, 0])), (49, 39, float(depth[39, 49])), (20, 20, 3.0)]
+    result = align_to_anchors(pred, "relative_depth", anchors)
+    # the third anchor is wrong by a known amount: the fit spreads it, the residual reports it
+    assert result.residual_m > 0.1
+    clean = align_to_anchors(pred, "relative_depth", anchors[:2])
+    assert clean.residual_m < 1e-9 and np.allclose(clean.depth, depth, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("anchors", "message"),
+    [
+        ([], "at least one"),
+        ([(100, 0, 2.0)], "outside"),
+        ([(3, 3, -1.0)], "positive depth"),
+        ([(1, 1, 2.0)], "no prediction"),
+        ([(0, 0, 1.0), (49, 39, 4.0)], "contradict"),
+    ],
+)
+def test_bad_anchors_raise_input_error(anchors, message):
+    depth = depth_scene()
+    pred = depth.copy()  # relative_disparity but ordered like depth: contradicts true depths
+    pred[1, 1] = np.nan
+    with pytest.raises(InputError, match=message):
+        align_to_anchors(pred, "relative_disparity", anchors)
