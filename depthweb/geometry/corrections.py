@@ -9,14 +9,13 @@ modified); applying the same corrections in the same order always gives the same
 - **mask**: union / replace / subtract a painted region into the ignore mask; depth unchanged.
 - **anchors**: a few pixels of known metric depth re-fit scale and shift in the native space
   (:func:`depthweb.geometry.align.align_to_anchors`); the label becomes ``metric_depth``.
-- **ordinal**: pairs "A is closer than B". A global scale and shift (positive scale) never
-  changes an ordering, so they cannot repair one; the fit adds the smallest tilt instead:
-  ``x' = x + a * u_n + b * v_n`` (``u_n, v_n``: pixel coordinates centred on the valid pixels,
-  in units of the longer image side), the low-frequency error relative models typically make.
-  "Smallest" is the least mean squared change over the valid, non-ignored pixels, subject to
-  every pair being in order by a margin (1 % of the label's 5-95 % range unless given): a
-  2-parameter quadratic programme, solved exactly in its dual by Hildreth's coordinate ascent.
-  Contradictory pairs, and tilts that would put depth behind the camera, are refused.
+- **ordinal**: pairs "A is closer than B". A global scale and shift never changes an ordering,
+  so the fit adds the smallest tilt ``x' = x + a u_n + b v_n`` instead (``u_n, v_n``: pixel
+  coordinates centred on the valid pixels, in units of the longer side), the low-frequency error
+  relative models typically make: least mean squared change over the valid, non-ignored pixels
+  with every pair in order by a margin (1 % of the label's 5-95 % range unless given), solved
+  exactly (a 2-parameter quadratic programme, Hildreth's dual coordinate ascent). Contradictory
+  pairs, and tilts that would put depth behind the camera, are refused.
 - **plane fill**: the border ring of a painted region (``ring_px`` wide, valid, not ignored, not
   far) is back-projected with the intrinsics and a 3D plane is fitted to it (total least squares);
   the region's depth becomes the plane's intersection with each pixel's ray. For
@@ -295,17 +294,12 @@ def refit_ordinal(
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation of (H, W) bool by a (2 radius + 1) square."""
     out = mask.astype(bool)
+    h, w = out.shape
     for _ in range(max(0, int(radius))):
-        grown = out.copy()
-        grown[1:, :] |= out[:-1, :]
-        grown[:-1, :] |= out[1:, :]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        grown[1:, 1:] |= out[:-1, :-1]
-        grown[1:, :-1] |= out[:-1, 1:]
-        grown[:-1, 1:] |= out[1:, :-1]
-        grown[:-1, :-1] |= out[1:, 1:]
-        out = grown
+        padded, out = np.pad(out, 1), np.zeros_like(out)
+        for dy in range(3):
+            for dx in range(3):
+                out |= padded[dy:dy + h, dx:dx + w]
     return out
 
 
