@@ -1,0 +1,218 @@
+"""Review-platform commands: ``db upgrade``, ``db gc``, ``users add``, ``users list``,
+``import``, ``pseudo-label``, ``export``.
+
+The database URL and the data directory (blob store) come from the settings
+(``DEPTHWEB_DATABASE_URL``, ``DEPTHWEB_DATA_DIR``) for every command. Commands act as the local
+operator (``SYSTEM``, admin rights). Problems are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from depthweb.cli.engine import add_model_options
+from depthweb.errors import DepthwebError, InputError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _one_line_errors(fn: Command) -> Command:
+    """Database and file-system failures become one-sentence :class:`DepthwebError`s."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return fn(args)
+        except SQLAlchemyError as exc:
+            orig = getattr(exc, "orig", None) or exc
+            first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+            raise DepthwebError(
+                f"Database error ({type(orig).__name__}: {first[:200]}); check "
+                "DEPTHWEB_DATABASE_URL and run `depthweb db upgrade`."
+            ) from exc
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
+
+    return wrapper
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    p = db_sub.add_parser("upgrade", help="create or migrate the database to the newest schema")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db_sub.add_parser("gc", help="delete blob files no database row points to")
+    p.add_argument("--min-age-s", type=float, default=3600.0,
+                   help="only files older than this (younger ones may await their row)")
+    p.set_defaults(func=cmd_db_gc)
+
+    users = sub.add_parser("users", help="manage review accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    p = users_sub.add_parser("add", help="add a user (password prompted or from stdin)")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=("admin", "reviewer", "viewer"))
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    p.set_defaults(func=cmd_users_add)
+    p = users_sub.add_parser("list", help="list users and their roles")
+    p.set_defaults(func=cmd_users_list)
+
+    p = sub.add_parser("import", help="import images (folders, zips, files) into a dataset")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--dataset", required=True, help="dataset name (created when missing)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("pseudo-label", help="run a teacher model over a dataset (resumable)")
+    p.add_argument("--dataset", required=True)
+    add_model_options(p)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--uncertainty", default="flip",
+                   help="flip (default), none or second-model:NAME")
+    p.add_argument("--second-weights", help="weights of the second model")
+    p.add_argument("--limit", type=int, help="label at most this many images in this run")
+    p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("export", help="write a training-set export of a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--filter", default="best",
+                   choices=("best", "approved", "corrected", "pseudo", "unreviewed"))
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    p.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hub dataset repo")
+    p.set_defaults(func=cmd_export)
+
+
+def _bar(desc: str):
+    """A tqdm bar on an interactive stderr; its total is set by the first progress call."""
+    from tqdm import tqdm
+
+    return tqdm(total=None, desc=desc, unit="img", disable=not sys.stderr.isatty())
+
+
+def _ticker(bar) -> Callable[[int, int, str], None]:
+    def tick(done: int, total: int, _name: str) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return tick
+
+
+def _context():
+    from depthweb.services.review import ReviewContext
+
+    return ReviewContext.from_settings()
+
+
+@_one_line_errors
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from depthweb.config import get_settings
+    from depthweb.store import current_revision, make_engine, upgrade
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+        rev = current_revision(engine)
+        print(f"{engine.url.render_as_string(hide_password=True)}: schema at revision {rev}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+@_one_line_errors
+def cmd_db_gc(args: argparse.Namespace) -> int:
+    with _context() as ctx, ctx.session(readonly=True) as s:
+        removed = ctx.store.gc(s, min_age_s=args.min_age_s)
+    print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.root}")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise InputError("No password on stdin; pipe one line with the password.")
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise InputError("The two passwords differ; nothing was saved.")
+    return first
+
+
+@_one_line_errors
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from depthweb.store import SYSTEM, create_user
+
+    password = _read_password(args.password_stdin)
+    with _context() as ctx, ctx.session() as s:
+        user = create_user(session=s, actor=SYSTEM, name=args.name, password=password,
+                           role=args.role)
+        print(f"user {user.name} ({user.role}) added")
+    return 0
+
+
+@_one_line_errors
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from depthweb.store.auth import list_users
+
+    with _context() as ctx, ctx.session(readonly=True) as s:
+        for u in list_users(s):
+            print(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}")
+    return 0
+
+
+@_one_line_errors
+def cmd_import(args: argparse.Namespace) -> int:
+    from depthweb.services.review import import_images
+    from depthweb.store import SYSTEM
+
+    with _context() as ctx, _bar(f"import {args.dataset}") as bar:
+        report = import_images(ctx, args.paths, dataset=args.dataset, user=SYSTEM,
+                               progress=_ticker(bar))
+    for name, reason in report.failed:
+        print(f"error: {reason}" if name in reason else f"error: {name}: {reason}",
+              file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+@_one_line_errors
+def cmd_pseudo_label(args: argparse.Namespace) -> int:
+    from depthweb.services.review import pseudo_label
+    from depthweb.store import SYSTEM
+
+    with _context() as ctx, _bar(f"pseudo-label {args.model}") as bar:
+        report = pseudo_label(
+            ctx, args.dataset, args.model, user=SYSTEM, weights=args.weights,
+            batch_size=args.batch_size, device=args.device, uncertainty=args.uncertainty,
+            second_weights=args.second_weights, limit=args.limit, progress=_ticker(bar),
+        )
+    for name, reason in report.failed:
+        print(f"error: {reason}" if name in reason else f"error: {name}: {reason}",
+              file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+@_one_line_errors
+def cmd_export(args: argparse.Namespace) -> int:
+    from depthweb.services.review import export_dataset
+    from depthweb.store import SYSTEM
+
+    with _context() as ctx:
+        report = export_dataset(
+            ctx, args.dataset, args.out, user=SYSTEM, filter=args.filter,
+            push_to_hub=args.push_to_hub, val_fraction=args.val_fraction,
+            overwrite=args.overwrite,
+        )
+    print(report.summary())
+    return 0

@@ -1,0 +1,101 @@
+"""Where the review platform keeps its state: the database engine and the blob store.
+
+Both come from :class:`~depthweb.config.Settings`: the database URL
+(``settings.resolved_database_url``: an SQLite file under ``data_dir`` unless
+``DEPTHWEB_DATABASE_URL`` says otherwise) and the blob store at ``<data_dir>/blobs``. Keep
+``data_dir`` outside every folder the web app serves. Sessions are opened at the edge (one per
+service call or web request) with :meth:`ReviewContext.session`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from depthweb.config import Settings, get_settings
+from depthweb.errors import DepthwebError
+from depthweb.store import BlobStore, make_engine, require_current_schema, session_scope
+
+log = logging.getLogger(__name__)
+
+BLOB_DIRNAME = "blobs"
+
+
+def blob_root(settings: Settings) -> Path:
+    """``<data_dir>/blobs``: the content-addressed arrays and images."""
+    return Path(settings.data_dir).expanduser() / BLOB_DIRNAME
+
+
+def database_label(engine: Engine) -> str:
+    """The engine's URL with the password hidden (for messages and logs)."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@dataclass
+class ReviewContext:
+    """An engine and a blob store; make one per process (CLI command, web app) and share it.
+
+    Use :meth:`from_settings`; :meth:`close` (or ``with``) disposes of the engine when the
+    context created it.
+    """
+
+    settings: Settings
+    engine: Engine
+    store: BlobStore
+    owns_engine: bool = field(default=True, repr=False)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        engine: Engine | None = None,
+        check_schema: bool = True,
+    ) -> ReviewContext:
+        """Open the database of ``settings`` (or use ``engine``) and its blob store.
+
+        With ``check_schema`` the database must be migrated to the newest revision (else a
+        :class:`DepthwebError` says to run ``depthweb db upgrade``); an unreachable database is
+        reported the same way, in one sentence.
+        """
+        settings = settings or get_settings()
+        owns = engine is None
+        engine = engine or make_engine(settings.resolved_database_url)
+        ctx = cls(settings, engine, BlobStore(blob_root(settings)), owns)
+        if check_schema:
+            try:
+                require_current_schema(engine)
+            except SQLAlchemyError as exc:
+                ctx.close()
+                raise DepthwebError(
+                    f"Cannot open the database {database_label(engine)} "
+                    f"({type(getattr(exc, 'orig', None) or exc).__name__}): check "
+                    "DEPTHWEB_DATABASE_URL and that the server is running."
+                ) from exc
+            except DepthwebError:
+                ctx.close()
+                raise
+        return ctx
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction (commit on success, roll back on error); see ``session_scope``."""
+        with session_scope(self.engine, readonly=readonly) as s:
+            yield s
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> ReviewContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

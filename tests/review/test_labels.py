@@ -1,0 +1,144 @@
+"""Labels are recomputed from teacher prediction + revisions: the recomputation equals the label
+shown after each save, bit for bit; impossible or stale corrections save nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from depthweb.errors import InputError
+from depthweb.geometry.corrections import LabelMap, apply_correction
+from depthweb.services.review import (
+    ReviewContext,
+    current_label,
+    load_task_view,
+    preview_correction,
+    save_correction,
+)
+from depthweb.store import PermissionDeniedError, StaleRevisionError
+from depthweb.store.models import Revision
+from depthweb.store.repo import get_task
+from depthweb.types import DepthKind, Intrinsics
+from tests.review.conftest import make_tasks, scene_disparity
+
+H, W = 48, 64
+
+
+def box(rows: slice, cols: slice) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[rows, cols] = True
+    return m
+
+
+CORRECTIONS = [  # (action, payload, region): what a reviewer does, in order
+    ("mask", {}, box(slice(0, 6), slice(None))),  # sky
+    ("ordinal", {"pairs": [[2, 40, 60, 40]]}, None),  # left is closer than right
+    ("plane_fill", {"ring_px": 2}, box(slice(20, 30), slice(20, 34))),  # a glass table
+    ("anchors", {"anchors": [[10, 40, 1.5], {"u": 50, "v": 12, "depth": 4.0}]}, None),
+    ("far_fill", {}, box(slice(0, 4), slice(0, 20))),
+    ("mask", {"mode": "subtract"}, box(slice(0, 6), slice(0, 10))),
+]
+
+
+def version(ctx: ReviewContext, task_id: int) -> int:
+    with ctx.session(readonly=True) as s:
+        return get_task(s, task_id).version
+
+
+def recomputed(ctx: ReviewContext, task_id: int):
+    with ctx.session(readonly=True) as s:
+        return current_label(s, task_id, store=ctx.store)
+
+
+def n_revisions(ctx: ReviewContext) -> int:
+    with ctx.session(readonly=True) as s:
+        return int(s.scalar(select(func.count(Revision.id))))
+
+
+def test_recomputed_label_equals_the_label_shown_after_each_save(ctx, users):
+    disp = scene_disparity(1)
+    disp[25, 25] = 9.0  # a spike inside the table region
+    [task_id] = make_tasks(ctx, [disp])
+    teacher = recomputed(ctx, task_id)
+    assert teacher.source == "pseudo" and teacher.kind == DepthKind.RELATIVE_DISPARITY
+    assert np.array_equal(teacher.depth, disp) and not teacher.ignore_mask.any()
+
+    expected = LabelMap.from_prediction(disp, "relative_disparity")
+    cam = Intrinsics.from_fov(W, H, 60.0)
+    for step, (action, payload, region) in enumerate(CORRECTIONS, start=1):
+        result = save_correction(ctx, task_id=task_id, user=users["rev"],
+                                 expected_version=version(ctx, task_id), action=action,
+                                 payload=payload, region=region)
+        again = recomputed(ctx, task_id)
+        assert again.equals(result.label), f"step {step} ({action})"
+        assert again.n_corrections == step and again.source == "corrected"
+        expected = apply_correction(expected, action, payload, region, cam)
+        assert again.label_map.equals(expected)
+    final = recomputed(ctx, task_id)
+    assert final.kind == DepthKind.METRIC_DEPTH  # anchors made it metric
+    assert final.depth[40, 10] == pytest.approx(1.5, rel=1e-4)
+    assert final.depth[40, 2] < final.depth[40, 60]  # the ordinal pair survives the anchors
+    assert final.far_mask[0:4, 0:20].all() and not final.ignore_mask[0:6, 0:10].any()
+    assert final.ignore_mask[0:6, 20:].all()
+    assert final.depth[25, 25] < 10 * np.nanmedian(final.depth)  # the spike was filled
+    # a fresh engine (another process, say) recomputes the same label
+    with ReviewContext.from_settings(ctx.settings) as other:
+        assert recomputed(other, task_id).equals(final)
+
+
+def test_preview_saves_nothing(ctx, users):
+    [task_id] = make_tasks(ctx, [scene_disparity(2)])
+    with ctx.session(readonly=True) as s:
+        shown = preview_correction(s, task_id, store=ctx.store, action="far_fill",
+                                   region=box(slice(0, 5), slice(None)))
+    assert shown.far_mask[:5].all() and np.all(shown.depth[:5] == 0)
+    assert n_revisions(ctx) == 0 and version(ctx, task_id) == 0
+    assert not recomputed(ctx, task_id).far_mask.any()
+
+
+def test_impossible_correction_is_refused_and_nothing_saved(ctx, users):
+    [task_id] = make_tasks(ctx, [scene_disparity(3)])
+    blobs_before = sorted(ctx.store.iter_files())
+    with pytest.raises(InputError, match="contradict"):
+        save_correction(ctx, task_id=task_id, user=users["rev"], expected_version=0,
+                        action="ordinal", payload={"pairs": [[5, 5, 50, 40], [50, 40, 5, 5]]})
+    with pytest.raises(InputError, match="empty"):
+        save_correction(ctx, task_id=task_id, user=users["rev"], expected_version=0,
+                        action="plane_fill", region=np.zeros((H, W), bool))
+    assert n_revisions(ctx) == 0 and version(ctx, task_id) == 0
+    assert sorted(ctx.store.iter_files()) == blobs_before
+
+
+def test_stale_save_is_refused_and_loses_nothing(ctx, users):
+    [task_id] = make_tasks(ctx, [scene_disparity(4)])
+    first = save_correction(ctx, task_id=task_id, user=users["rev"], expected_version=0,
+                            action="mask", region=box(slice(0, 8), slice(None)))
+    files = sorted(ctx.store.iter_files())
+    with pytest.raises(StaleRevisionError, match="reload the task"):
+        save_correction(ctx, task_id=task_id, user=users["rev2"], expected_version=0,
+                        action="far_fill", region=box(slice(0, 3), slice(None)))
+    assert n_revisions(ctx) == 1 and recomputed(ctx, task_id).equals(first.label)
+    assert sorted(ctx.store.iter_files()) == files  # refused before the region was written
+    second = save_correction(ctx, task_id=task_id, user=users["rev2"],
+                             expected_version=first.task_version, action="far_fill",
+                             region=box(slice(0, 3), slice(None)))
+    assert recomputed(ctx, task_id).equals(second.label) and second.task_version == 2
+
+
+def test_viewer_cannot_correct(ctx, users):
+    [task_id] = make_tasks(ctx, [scene_disparity(5)])
+    files = sorted(ctx.store.iter_files())
+    with pytest.raises(PermissionDeniedError):
+        save_correction(ctx, task_id=task_id, user=users["view"], expected_version=0,
+                        action="mask", region=box(slice(0, 8), slice(None)))
+    assert n_revisions(ctx) == 0 and sorted(ctx.store.iter_files()) == files
+
+
+def test_task_view_has_photo_and_label(ctx):
+    [task_id] = make_tasks(ctx, [scene_disparity(6)])
+    with ctx.session(readonly=True) as s:
+        view = load_task_view(s, task_id, store=ctx.store)
+    assert view.rgb.shape == (H, W, 3) and view.rgb.dtype == np.uint8
+    assert view.label.depth.shape == (H, W) and view.teacher == "teacher"
+    assert (view.version, view.status, view.image_name) == (0, "new", "scene0.png")
