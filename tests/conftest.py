@@ -23,6 +23,28 @@ def require_shared_data() -> Path:
     pytest.skip(f"real test data missing at {SHARED_DATA}")
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
+                 "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Debian Chromium for the whole session (Playwright's sync API allows one per thread)."""
+    import shutil
+
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail(f"Debian chromium is missing at {CHROMIUM}")
+        pytest.skip(f"Debian chromium is missing at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared_data()

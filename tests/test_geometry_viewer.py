@@ -19,20 +19,9 @@ from test_geometry_scenes import make_intrinsics
 from depthweb.geometry.mesh import build_grid_mesh, mesh_to_plotly
 from depthweb.geometry.meshfile import write_glb
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-dev-shm-usage",
-]
 QUADRANTS = {"tl": (230, 30, 30), "tr": (30, 200, 30), "bl": (30, 30, 230), "br": (230, 220, 30)}
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
-]
+pytestmark = [pytest.mark.e2e]
 
 
 def quadrant_photo(h: int, w: int) -> np.ndarray:
@@ -62,21 +51,21 @@ def screenshot_when_rendered(element, timeout_s: float = 60.0) -> np.ndarray:
         time.sleep(0.5)
 
 
-def render_in_gradio(build_ui, selector: str, allowed: Path) -> tuple[np.ndarray, list[str]]:
-    gr = pytest.importorskip("gradio")
-    playwright = pytest.importorskip("playwright.sync_api")
+def render_in_gradio(
+    browser, build_ui, selector: str, allowed: Path
+) -> tuple[np.ndarray, list[str]]:
+    import gradio as gr
+
     with gr.Blocks() as demo:
         build_ui(gr)
     demo.launch(prevent_thread_lock=True, allowed_paths=[str(allowed)], quiet=True)
     errors: list[str] = []
     try:
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 900, "height": 700})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(demo.local_url, wait_until="networkidle")
-            img = screenshot_when_rendered(page.locator(selector).first)
-            browser.close()
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(demo.local_url, wait_until="networkidle")
+        img = screenshot_when_rendered(page.locator(selector).first)
+        page.close()
     finally:
         demo.close()
     return img, errors
@@ -111,11 +100,12 @@ def quadrant_mesh():
     return build_grid_mesh(np.full((h, w), 2.0), photo, k, stride=2), photo
 
 
-def test_textured_glb_renders_upright_in_model3d(tmp_path):
+def test_textured_glb_renders_upright_in_model3d(browser, tmp_path):
     mesh, photo = quadrant_mesh()
     path = tmp_path / "plane.glb"
     write_glb(mesh, path, texture=photo, texture_format="png")
     img, errors = render_in_gradio(
+        browser,
         lambda gr: gr.Model3D(
             value=str(path), clear_color=(0, 0, 0, 1), camera_position=(90, 90, None)
         ),
@@ -126,9 +116,11 @@ def test_textured_glb_renders_upright_in_model3d(tmp_path):
     assert_quadrants(img)
 
 
-def test_plotly_mesh_renders_upright_in_gr_plot(tmp_path):
+def test_plotly_mesh_renders_upright_in_gr_plot(browser, tmp_path):
     mesh, _ = quadrant_mesh()
     fig = mesh_to_plotly(mesh, title="quadrants")
-    img, errors = render_in_gradio(lambda gr: gr.Plot(value=fig), ".js-plotly-plot", tmp_path)
+    img, errors = render_in_gradio(
+        browser, lambda gr: gr.Plot(value=fig), ".js-plotly-plot", tmp_path
+    )
     assert not errors
     assert_quadrants(img)
