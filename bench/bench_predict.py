@@ -43,7 +43,8 @@ class ForwardTimer:
 
 
 def images() -> list[Path]:
-    found = sorted((DATA / "kitti" / "rgb").glob("*.png")) + sorted((DATA / "nyu" / "rgb").glob("*"))
+    found = sorted((DATA / "kitti" / "rgb").glob("*.png"))
+    found += sorted((DATA / "nyu" / "rgb").glob("*"))
     found += sorted((DATA / "wild").glob("*unsplash.jpg"))
     if not found:
         sys.exit(f"no real images under {DATA}")

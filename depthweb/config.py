@@ -1,18 +1,18 @@
 """Settings, declared once: every field comes from an environment variable ``DEPTHWEB_<NAME>``.
 
-| variable                   | default                                  | meaning |
-|----------------------------|------------------------------------------|---------|
-| DEPTHWEB_DATA_DIR          | ``~/.local/share/depthweb``              | database, blob store, registered students |
-| DEPTHWEB_MODEL_DIR         | unset                                    | air-gapped weights: ``<dir>/<model name>/`` |
-| DEPTHWEB_DATABASE_URL      | ``sqlite:///<data_dir>/depthweb.sqlite`` | SQLAlchemy URL (PostgreSQL for crowds) |
-| DEPTHWEB_OUTPUT_DIR        | ``<tmp>/depthweb-outputs``               | temporary web outputs (cleaned up) |
-| DEPTHWEB_OUTPUT_MAX_AGE_MIN| ``30``                                   | web outputs older than this are deleted |
-| DEPTHWEB_DEVICE            | ``auto``                                 | ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps`` |
-| DEPTHWEB_MAX_PIXELS        | ``50000000``                             | larger images are refused (decompression bombs) |
-| DEPTHWEB_MAX_UPLOAD_MB     | ``50``                                   | web upload size limit |
-| DEPTHWEB_DEFAULT_FOV_DEG   | ``60``                                   | horizontal FOV assumed when nothing better is known |
-| DEPTHWEB_DEFAULT_MODEL     | ``depth-anything-v2-small``              | model preselected in the app |
-| DEPTHWEB_REVIEW            | ``auto``                                 | Review tabs + login: on, off, auto (on if users exist) |
+- ``DEPTHWEB_DATA_DIR`` (``~/.local/share/depthweb``): database, blob store, registered students.
+- ``DEPTHWEB_MODEL_DIR`` (unset): air-gapped weights, one folder per model: ``<dir>/<name>/``.
+- ``DEPTHWEB_DATABASE_URL`` (``sqlite:///<data_dir>/depthweb.sqlite``): SQLAlchemy URL;
+  ``postgresql://...`` for crowds.
+- ``DEPTHWEB_OUTPUT_DIR`` (``<tmp>/depthweb-outputs``): temporary web outputs.
+- ``DEPTHWEB_OUTPUT_MAX_AGE_MIN`` (``30``): web outputs older than this are deleted.
+- ``DEPTHWEB_DEVICE`` (``auto``): ``auto``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+- ``DEPTHWEB_MAX_PIXELS`` (``50000000``): larger images are refused (decompression bombs).
+- ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
+- ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
+- ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
+- ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
+  users exist).
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -36,12 +36,16 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Typed settings; see the module docstring for the environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="DEPTHWEB_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="DEPTHWEB_", extra="ignore", protected_namespaces=()
+    )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     model_dir: Path | None = None
     database_url: str | None = None
-    output_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs")
+    output_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs"
+    )
     device: str = "auto"
     max_pixels: int = 50_000_000
     max_upload_mb: int = 50

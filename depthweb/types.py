@@ -91,7 +91,8 @@ class Intrinsics:
         )
 
     def as_dict(self) -> dict:
-        out = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "source": str(self.source)}
+        out = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+               "source": str(self.source)}
         if self.note:
             out["note"] = self.note
         return out

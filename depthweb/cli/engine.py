@@ -11,7 +11,7 @@ from depthweb.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the models, their kind, source, licence and cache state")
+    p = sub.add_parser("models", help="list models: kind, source, licence, cached or not")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
 

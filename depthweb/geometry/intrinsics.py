@@ -16,7 +16,7 @@ DEFAULT_FOV_DEG = 60.0
 """Horizontal FOV assumed when nothing better is known (a typical phone main camera is 65-75)."""
 
 PLAUSIBLE_FOV_DEG = (15.0, 150.0)
-"""Horizontal FOV range a predicted focal must fall in; outside it we fall back to the assumed FOV."""
+"""Horizontal FOV range a predicted focal must fall in, else the assumed FOV is used."""
 
 DIAG_35MM_MM = math.hypot(36.0, 24.0)  # 43.27 mm
 
@@ -60,7 +60,8 @@ def resolve_intrinsics(
     if exif_focal_35mm:
         f = focal_px_from_35mm(exif_focal_35mm, width, height)
         cand = Intrinsics.from_focal(
-            width, height, f, IntrinsicsSource.EXIF, note=f"FocalLengthIn35mmFilm={exif_focal_35mm:g}"
+            width, height, f, IntrinsicsSource.EXIF,
+            note=f"FocalLengthIn35mmFilm={exif_focal_35mm:g}",
         )
         if is_plausible(cand, width, height):
             return cand

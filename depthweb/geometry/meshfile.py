@@ -26,12 +26,11 @@ import json
 import logging
 import os
 import struct
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from depthweb.fsutil import atomic_write_bytes
 from depthweb.geometry.mesh import GridMesh
 
 log = logging.getLogger(__name__)
@@ -41,23 +40,6 @@ MAX_TEXTURE_SIDE = 4096  # larger photos are downscaled (UVs are relative, nothi
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
 _ROT_X_180 = [1.0, 0.0, 0.0, 0.0]  # quaternion (x, y, z, w): (x, y, z) -> (x, -y, -z)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def chunk_ranges(

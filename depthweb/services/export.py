@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from depthweb.fsutil import atomic_write_bytes
 from depthweb.types import DepthResult
 
 PNG_MAX = 65535
@@ -62,21 +61,6 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     bio = io.BytesIO()
     np.save(bio, arr, allow_pickle=False)
     return bio.getvalue()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_outputs(

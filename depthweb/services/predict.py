@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CameraHint:
-    """What the user knows about the camera; all optional. ``focal_35mm`` is the 35 mm equivalent."""
+    """What the user knows about the camera, all optional (``focal_35mm``: 35 mm equivalent)."""
 
     focal_px: float | None = None
     fov_deg: float | None = None
