@@ -69,6 +69,12 @@ def resolve_weights(
             raise ModelUnavailableError(f"Weights for model '{spec.name}' not found at {weights}.")
         repo, rev = _split_ref(str(weights))
         return _from_hub(spec, repo, rev or "main", settings, download)
+    if spec.options.get("weights_dir"):  # a registered student: weights in its registry folder
+        local = Path(spec.options["weights_dir"])
+        if not local.is_dir():
+            raise ModelUnavailableError(f"Weights for model '{spec.name}' are missing from "
+                                        f"{local}; register the student again.")
+        return ResolvedWeights(local.resolve(), str(local.resolve()))
     if settings.model_dir is not None:
         local = settings.model_dir / spec.name
         if local.exists():

@@ -23,9 +23,13 @@ FAMILIES: dict[str, str] = {
     "depth_pro": "depthweb.models.depth_pro:DepthProBackend",
     "metric3d": "depthweb.models.metric3d:Metric3DBackend",
     "unidepth": "depthweb.models.unidepth:UniDepthBackend",
+    "student": "depthweb.models.student:StudentBackend",
 }
 
 SpecProvider = Callable[[Settings], list[ModelSpec]]
+BUILTIN_PROVIDERS: tuple[str, ...] = ("depthweb.training.registry:student_specs",)
+"""Spec providers every process uses, imported on first use (never at import time): the
+students registered under ``<data_dir>/students`` (:mod:`depthweb.training.registry`)."""
 _providers: list[SpecProvider] = []
 _cache: dict[tuple[str, str, str], DepthBackend] = {}
 _lock = threading.Lock()
@@ -40,9 +44,17 @@ def add_spec_provider(provider: SpecProvider) -> None:
 def list_specs(settings: Settings | None = None) -> list[ModelSpec]:
     settings = settings or get_settings()
     specs = list(SPECS)
-    for provider in _providers:
+    for provider in [*_builtin_providers(), *_providers]:
         specs.extend(provider(settings))
     return specs
+
+
+def _builtin_providers() -> list[SpecProvider]:
+    providers = []
+    for ref in BUILTIN_PROVIDERS:
+        module, _, attr = ref.partition(":")
+        providers.append(getattr(importlib.import_module(module), attr))
+    return providers
 
 
 def get_spec(name: str, settings: Settings | None = None) -> ModelSpec:

@@ -1,0 +1,144 @@
+"""Train tab (admins only): pick an export, a preset and a step count, start a background run,
+watch its progress and loss curve, and compare the registered student with its teacher.
+
+Only wiring: the logic is in :mod:`depthweb.services.train`, which checks on the server that the
+user (``gr.Request.username`` or the Hugging Face login) is an active admin in the database for
+every call; the tab is hidden from others (cosmetic). API endpoints: ``train_lists``,
+``train_start``, ``train_status``, ``train_stop``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from depthweb.services import train as svc
+from depthweb.services.evaluation import comparison_rows
+from depthweb.services.review.session import user_role
+from depthweb.ui.auth import ReviewApp
+from depthweb.ui.common import user_errors
+
+COMPARE_HEADERS = ["role", "model", "dataset", "frames", "AbsRel", "RMSE", "delta1", "delta2",
+                   "delta3"]
+POLL_S = 2.0
+
+
+def add_train_tab(app: ReviewApp) -> svc.TrainManager:
+    """The Train tab (inside a ``gr.Tabs``), shown to admins; returns its run manager."""
+    manager = svc.TrainManager()
+    with gr.Tab("Train", id="train") as tab:
+        build(app, manager)
+
+    def admin_only(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        # Cosmetic: every train action is also checked on the server.
+        return gr.Tab(visible=user_role(app.ctx, app.username(request, profile)) == "admin")
+
+    gr.on(triggers=None, fn=admin_only, inputs=None, outputs=[tab], api_visibility="private")
+    return manager
+
+
+def status_markdown(state: svc.RunState | None) -> str:
+    """One paragraph about the run: phase, a text progress bar, loss, time, message."""
+    if state is None:
+        return "No training run yet."
+    frac = state.step / max(state.total_steps, 1)
+    bar = "█" * round(20 * frac) + "░" * (20 - round(20 * frac))
+    loss = "n/a" if state.loss is None else f"{state.loss:.4f}"
+    text = (f"**{state.name}**: {state.phase} · `{bar}` step {state.step}/{state.total_steps} "
+            f"· loss {loss} · {state.elapsed_s:.0f} s")
+    return text + (f"\n\n{state.message}" if state.message else "")
+
+
+def curve_frame(state: svc.RunState | None) -> pd.DataFrame:
+    rows = svc.loss_curve(state.run_dir) if state is not None else []
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def build(app: ReviewApp, manager: svc.TrainManager) -> None:
+    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
+    ctx = app.ctx
+    gr.Markdown("Train a student on a reviewed export (Admin tab → Export). The finished "
+                "student is registered, appears in every model list and can pseudo-label the "
+                "next dataset as a teacher.")
+    with gr.Row(equal_height=True):
+        export = gr.Dropdown([], value=None, label="Export (under <data dir>/exports)",
+                             elem_id="train-export", scale=3)
+        preset = gr.Dropdown(list(svc.PRESETS), value="small", label="Config preset",
+                             elem_id="train-preset", scale=1)
+        steps = gr.Number(None, label="Steps (empty: the preset's)", precision=0, minimum=0,
+                          elem_id="train-steps", scale=1)
+        name = gr.Textbox(label="Student name (empty: export + time)", elem_id="train-name",
+                          scale=2)
+    with gr.Row(equal_height=True):
+        eval_dir = gr.Dropdown(svc.eval_folders(app.settings), value=None,
+                               allow_custom_value=True, elem_id="train-eval", scale=3,
+                               label="Evaluation folder for the teacher comparison (optional; "
+                                     "NYU/KITTI layout)")
+        refresh = gr.Button("Refresh lists", elem_id="train-refresh", scale=1)
+        start = gr.Button("Start training", variant="primary", elem_id="train-start", scale=1)
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop", scale=1)
+    status = gr.Markdown("No training run yet.", elem_id="train-status")
+    curve = gr.LinePlot(curve_frame(None), x="step", y="loss", color="series",
+                        title="Training loss", height=280, elem_id="train-curve")
+    table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, elem_id="train-compare",
+                         label="Student vs teacher (lower AbsRel / RMSE, higher delta is better)")
+    timer = gr.Timer(POLL_S, active=False)
+
+    def who(request: gr.Request, profile: gr.OAuthProfile | None) -> str | None:
+        return app.username(request, profile)
+
+    def train_lists(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """The exports and evaluation folders that can be chosen."""
+        with user_errors("list the exports"):
+            names = svc.export_names(ctx, who(request, profile))
+        return (gr.Dropdown(choices=names, value=names[0] if names else None),
+                gr.Dropdown(choices=svc.eval_folders(app.settings)))
+
+    refresh.click(train_lists, None, [export, eval_dir], api_name="train_lists")
+
+    def show(state: svc.RunState | None):
+        rows = comparison_rows(state.comparison) if state is not None else []
+        active = state is not None and state.active
+        return status_markdown(state), curve_frame(state), rows, gr.Timer(active=active)
+
+    outputs = [status, curve, table, timer]
+
+    def train_start(export_name, preset_name, n_steps, student, folder, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None):
+        """Start a background run on an export; the student is registered when it ends."""
+        with user_errors("start the training run"):
+            state = svc.start_web_run(manager, ctx, who(request, profile),
+                                      export=export_name or "", preset=preset_name,
+                                      steps=int(n_steps) if n_steps else None,
+                                      name=(student or "").strip() or None,
+                                      eval_dir=folder or None)
+        return show(state)
+
+    start.click(train_start, [export, preset, steps, name, eval_dir], outputs,
+                api_name="train_start")
+
+    def train_status(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """Progress, loss curve and teacher comparison of the current (or last) run."""
+        with user_errors("read the run's progress"):
+            return show(svc.web_status(manager, ctx, who(request, profile)))
+
+    timer.tick(train_status, None, outputs, api_name="train_status", show_progress="hidden")
+
+    def train_stop(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """Stop the run after its current step (a checkpoint is written)."""
+        with user_errors("stop the run"):
+            return show(svc.stop_web_run(manager, ctx, who(request, profile)))
+
+    stop.click(train_stop, None, outputs, api_name="train_stop")
+
+    def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        user = who(request, profile)
+        if user_role(ctx, user) != "admin":
+            return gr.skip(), *(gr.skip() for _ in outputs)
+        with user_errors("load the Train tab"):
+            names = svc.export_names(ctx, user)
+            return gr.Dropdown(choices=names, value=names[0] if names else None), \
+                *show(svc.web_status(manager, ctx, user))
+
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[export, *outputs],
+          api_visibility="private")
