@@ -14,6 +14,7 @@ import gradio as gr
 
 from depthweb.services.review import admin as svc
 from depthweb.services.review.exporter import FILTERS
+from depthweb.services.review.session import user_role
 from depthweb.services.studio import model_choices
 from depthweb.ui.auth import ReviewApp
 from depthweb.ui.common import GPU_QUEUE, user_errors
@@ -64,6 +65,7 @@ def build(app: ReviewApp) -> None:
             set_n = gr.Button("Set reviews per task", elem_id="admin-reviews-per-task")
     with gr.Accordion("Users", open=False):
         users = gr.Dataframe(headers=USER_HEADERS, interactive=False, elem_id="admin-users")
+        users_btn = gr.Button("List users", elem_id="admin-list-users", size="sm")
         with gr.Row(equal_height=True):
             name = gr.Textbox(label="Name", elem_id="admin-user-name")
             password = gr.Textbox(label="Password (new users)", type="password")
@@ -112,6 +114,15 @@ def build(app: ReviewApp) -> None:
     overview_out = [dataset, counts, reviewers, disagreements, n_reviews, status]
     refresh.click(admin_overview, [dataset], overview_out, api_name="admin_overview")
 
+    def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        user = who(request, profile)
+        if user_role(ctx, user) != "admin":
+            return gr.skip()
+        names = svc.dataset_names(ctx, user)
+        return gr.Dropdown(choices=[("all datasets", "")] + [(n, n) for n in names], value="")
+
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[dataset], api_visibility="private")
+
     def pick(table, evt: gr.SelectData):
         row = evt.row_value or []
         return (row[0], row[1]) if len(row) >= 2 else (gr.skip(), gr.skip())
@@ -156,7 +167,6 @@ def build(app: ReviewApp) -> None:
         with user_errors("list the users"):
             return svc.users_table(ctx, who(request, profile))
 
-    users_btn = gr.Button("List users", elem_id="admin-list-users", size="sm")
     users_btn.click(admin_users, None, [users], api_name="admin_users")
 
     def admin_add_user(new_name, new_password, new_role, request: gr.Request,

@@ -13,9 +13,10 @@ from pathlib import Path
 import gradio as gr
 
 from depthweb.config import Settings, get_settings
-from depthweb.ui import compare_tab, predict_tab, stereo_tab
+from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab
+from depthweb.ui.auth import review_launch_kwargs
 from depthweb.ui.common import CSS, Context
-from depthweb.ui.review_setup import add_review_tabs, review_launch_kwargs
+from depthweb.ui.review_tab import add_review_tabs
 
 HEADER = """# depthweb Studio
 Depth from one photo (or a stereo pair): an interactive 3D view, true raw exports, the camera
@@ -37,7 +38,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 compare_tab.build(ctx)
             with gr.Tab("Stereo", id="stereo"):
                 stereo_tab.build(ctx)
-            add_review_tabs(settings)  # Review + Admin, when the review feature is on
+            review = add_review_tabs(settings)  # Review + Admin, when review is on
+            if review is not None:
+                train_tab.add_train_tab(review)  # admins only
     demo.queue(default_concurrency_limit=4)
     return demo
 

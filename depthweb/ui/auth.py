@@ -23,6 +23,7 @@ Handlers never trust the page: :meth:`ReviewApp.username` reads the user server-
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -50,10 +51,21 @@ AUTH_MESSAGE = ("<p>depthweb label review: log in with the account an admin gave
                 "(<code>depthweb users add NAME --role reviewer</code>).</p>")
 
 
+def _has_authlib() -> bool:
+    return importlib.util.find_spec("authlib") is not None
+
+
 def oauth_available() -> bool:
-    """True on a Hugging Face Space whose OAuth app is configured (``hf_oauth: true``)."""
-    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID")) \
-        and bool(os.environ.get("OAUTH_CLIENT_ID"))
+    """True on a Hugging Face Space whose OAuth app is configured (``hf_oauth: true``) and
+    whose image has ``gradio[oauth]`` (authlib); without authlib, password login is used."""
+    on_space = os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
+    if not (on_space and os.environ.get("OAUTH_CLIENT_ID")):
+        return False
+    if not _has_authlib():
+        log.error("Hugging Face OAuth is configured but authlib is missing: add gradio[oauth] "
+                  "to requirements.txt; falling back to password login")
+        return False
+    return True
 
 
 @dataclass

@@ -20,11 +20,13 @@ from dataclasses import dataclass, replace
 import gradio as gr
 import numpy as np
 
+from depthweb.config import Settings
 from depthweb.services import visuals
 from depthweb.services.review import session as svc
 from depthweb.services.review.admin import dataset_names
 from depthweb.store import StaleRevisionError
-from depthweb.ui.auth import ReviewApp, login_button
+from depthweb.ui import admin_tab
+from depthweb.ui.auth import ReviewApp, login_button, review_setup
 from depthweb.ui.common import user_errors
 
 ANCHOR, PAIR = "Scale anchor", "Ordinal pair (click closer A, then farther B)"
@@ -41,13 +43,14 @@ def md_escape(text: object) -> str:
 
 @dataclass(frozen=True)
 class Shown:
-    """The task on the page: its label shape, the display photo (h, w, 3) and a pending
-    ordinal point A (label pixels) waiting for its B."""
+    """The task on the page: its label shape, the display photo (h, w, 3), a pending ordinal
+    point A (label pixels) waiting for its B, and the dataset the user picked for Next."""
 
     task_id: int
     label_shape: tuple[int, int]
     photo: np.ndarray
     pending: tuple[int, int] | None = None
+    dataset: str | None = None
 
 
 def info_markdown(page: svc.TaskPage, show_gold: bool) -> str:
@@ -63,7 +66,8 @@ def info_markdown(page: svc.TaskPage, show_gold: bool) -> str:
         ("Label", f"{page.kind} · {page.source} · {page.n_corrections} correction(s) · "
                   f"{page.label_shape[1]}x{page.label_shape[0]} px"),
     ]
-    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    (k0, v0), rest = rows[0], rows[1:]
+    return f"| {k0} | {v0} |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rest)
 
 
 def notes_markdown(notes: list[tuple[str, str]]) -> str:
@@ -76,7 +80,7 @@ def notes_markdown(notes: list[tuple[str, str]]) -> str:
 
 def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | None:
     """The display photo with anchors (cyan, numbered) and the pending or last pair (A/B)."""
-    if shown is None:
+    if shown is None or not shown.task_id:
         return None
     dshape = shown.photo.shape[:2]
 
@@ -122,12 +126,14 @@ class ReviewHandlers:
             text = f"Logged in as **{md_escape(name)}** ({role})."
         return text, role
 
-    def view(self, page: svc.TaskPage | None, name: str | None, empty: str = "") -> list:
+    def view(self, page: svc.TaskPage | None, name: str | None, empty: str = "", *,
+             dataset: str | None = None, pending: tuple[int, int] | None = None) -> list:
         """Values for the view outputs (see ``build``)."""
         who, role = self.who(name)
         if page is None:
-            return [None, None, empty, None, None, None, None, [], "", who, None]
-        shown = Shown(page.task_id, page.label_shape, page.photo)
+            return [None, None, empty, None, None, None, None, [], "", who,
+                    Shown(0, (1, 1), np.zeros((1, 1, 3), np.uint8), dataset=dataset)]
+        shown = Shown(page.task_id, page.label_shape, page.photo, pending, dataset)
         history = [[h.version, h.when, h.author, h.action, h.details] for h in page.history]
         return [page.task_id, page.version, info_markdown(page, role == "admin"),
                 page.photo, page.teacher_picture, page.label_picture, page.figure, history,
@@ -145,24 +151,27 @@ class ReviewHandlers:
             page = svc.next_page(self.ctx, name, dataset=dataset or None)
         status = ("Nothing left to review for you here: the queue is empty."
                   if page is None else f"Task {page.task_id} is yours for the next 10 minutes.")
-        return [*self.view(page, name, status), *self.fresh_edits(page), status]
+        return [*self.view(page, name, status, dataset=dataset or None),
+                *self.fresh_edits(page), status]
 
-    def load_task(self, task_id, request, profile) -> list:
+    def load_task(self, task_id, shown: Shown | None, request, profile) -> list:
         name = self.app.username(request, profile)
         if task_id in (None, ""):
             raise gr.Error("Type a task number, or press Next task.", print_exception=False)
         with user_errors("open the task"):
             page = svc.open_page(self.ctx, name, int(task_id))
-        return [*self.view(page, name), *self.fresh_edits(page), f"Task {page.task_id} opened."]
+        return [*self.view(page, name, dataset=shown.dataset if shown else None),
+                *self.fresh_edits(page), f"Task {page.task_id} opened."]
 
-    def save(self, what: str, do: Callable[[str | None], int], task_id, request, profile, *,
-             after: str = "stay") -> list:
+    def save(self, what: str, do: Callable[[str | None], int], task_id, shown: Shown | None,
+             request, profile, *, after: str = "stay") -> list:
         """Run ``do(user name)`` (returns the new version), then reload (``after="stay"``) or
         load the user's next task (``after="next"``). A stale save warns and reloads, keeping
         the painted mask and the points."""
         name = self.app.username(request, profile)
         if task_id in (None, ""):
             raise gr.Error("Open a task first (press Next task).", print_exception=False)
+        ds = shown.dataset if shown is not None else None
         with user_errors(what):
             try:
                 version = do(name)
@@ -171,15 +180,17 @@ class ReviewHandlers:
                 page = svc.open_page(self.ctx, name, int(task_id))
                 status = (f"Not saved: task {task_id} changed meanwhile (now version "
                           f"{page.version}). It was reloaded; check it and save again.")
-                return [*self.view(page, name), gr.skip(), gr.skip(), gr.skip(), status]
+                keep = shown.pending if shown and shown.task_id == page.task_id else None
+                return [*self.view(page, name, dataset=ds, pending=keep), gr.skip(), gr.skip(),
+                        gr.skip(), status]
             done = f"Saved: {what} on task {task_id} (now version {version})."
             if after == "next":
-                page = svc.next_page(self.ctx, name)
+                page = svc.next_page(self.ctx, name, dataset=ds)
                 nxt = f" Next: task {page.task_id}." if page else " The queue is empty."
-                return [*self.view(page, name, done + nxt), *self.fresh_edits(page),
-                        done + nxt]
+                return [*self.view(page, name, done + nxt, dataset=ds),
+                        *self.fresh_edits(page), done + nxt]
             page = svc.open_page(self.ctx, name, int(task_id))
-        return [*self.view(page, name), *self.fresh_edits(page), done]
+        return [*self.view(page, name, dataset=ds), *self.fresh_edits(page), done]
 
 
 def _editor_region(value) -> np.ndarray | None:
@@ -188,17 +199,36 @@ def _editor_region(value) -> np.ndarray | None:
     return svc.region_from_layers(value.get("layers"))
 
 
+def add_review_tabs(settings: Settings) -> ReviewApp | None:
+    """The Review and Admin tabs (inside a ``gr.Tabs``) when the review feature is on
+    (:func:`depthweb.ui.auth.review_setup`); None and nothing added when it is off."""
+    app = review_setup(settings)
+    if app is None:
+        return None
+    with gr.Tab("Review", id="review"):
+        build(app)
+    with gr.Tab("Admin", id="admin", visible=False) as admin:
+        admin_tab.build(app)
+
+    def admin_only(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        # Cosmetic (shown to admins on load; hidden first: Gradio 6.31 does not hide a tab's
+        # button later). Every admin action is checked on the server anyway.
+        return gr.Tab(visible=svc.user_role(app.ctx, app.username(request, profile)) == "admin")
+
+    gr.on(triggers=None, fn=admin_only, inputs=None, outputs=[admin], api_visibility="private")
+    return app
+
+
 def build(app: ReviewApp) -> None:
     """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
     h = ReviewHandlers(app)
-    ctx = app.ctx
     shown = gr.State(None)
     with gr.Row(equal_height=True):
         whoami = gr.Markdown(elem_id="review-whoami")
         login_button(app)
     with gr.Row(equal_height=True):
         dataset = gr.Dropdown([], value=None, label="Dataset (empty: all)", scale=2,
-                              elem_id="review-dataset")
+                              allow_custom_value=True, elem_id="review-dataset")
         next_btn = gr.Button("Next task", variant="primary", elem_id="review-next", scale=1)
         task_num = gr.Number(None, label="Task", precision=0, minimum=0, scale=1,
                              elem_id="review-task")
@@ -216,7 +246,7 @@ def build(app: ReviewApp) -> None:
                          format="jpeg", height=360, elem_id="review-photo")
         teacher = gr.Image(label="Teacher depth (near = warm)", interactive=False,
                            format="jpeg", height=360, elem_id="review-teacher")
-        label = gr.Image(label="Current label (magenta: ignored, blue: far)", interactive=False,
+        label = gr.Image(label="Label (magenta ignored, blue far)", interactive=False,
                          format="png", height=360, elem_id="review-label")
     with gr.Row():
         with gr.Column(scale=3, min_width=400):
@@ -267,13 +297,29 @@ def build(app: ReviewApp) -> None:
 
     view = [task_num, version_num, info, photo, teacher, label, plot, history, notes_md,
             whoami, shown]
-    outputs = [*view, editor, anchors, pairs, status]
-    _wire(h, ctx, locals())
+    components = dict(
+        outputs=[*view, editor, anchors, pairs, status], task_num=task_num,
+        version_num=version_num, shown=shown, whoami=whoami, dataset=dataset, status=status,
+        photo=photo, editor=editor, anchors=anchors, pairs=pairs, depth=depth,
+        click_mode=click_mode, mask_mode=mask_mode, fill_mode=fill_mode, reasons=reasons,
+        note=note, next_btn=next_btn, open_btn=open_btn, approve=approve, reject=reject,
+        save_mask=save_mask, fill=fill, save_anchors=save_anchors, save_pairs=save_pairs,
+        save_note=save_note, clear=clear)
+    _wire(h, app.ctx, components)
 
 
 def _wire(h: ReviewHandlers, ctx, c: dict) -> None:
     """Connect the events; ``c`` holds the components made in ``build``."""
-    outputs, ident = c["outputs"], [c["task_num"], c["version_num"]]
+    outputs, ident, st = c["outputs"], [c["task_num"], c["version_num"]], c["shown"]
+    marks = [st, c["anchors"], c["pairs"]]
+
+    def bind(button, fn, inputs, api_name: str) -> None:
+        # Progress and errors show on the status line only (not on every output), then the
+        # kept anchors / pairs are drawn on the (re)loaded photo.
+        button.click(fn, inputs, outputs, api_name=api_name,
+                     show_progress_on=[c["status"]]).success(
+            marked_photo, marks, [c["photo"]], api_visibility="private",
+            show_progress="hidden")
 
     def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None):
         name = h.app.username(request, profile)
@@ -289,78 +335,76 @@ def _wire(h: ReviewHandlers, ctx, c: dict) -> None:
         """Claim and show the next task by priority for the logged-in user."""
         return h.load_next(dataset, request, profile)
 
-    c["next_btn"].click(review_next, [c["dataset"]], outputs, api_name="review_next")
+    bind(c["next_btn"], review_next, [c["dataset"]], "review_next")
 
-    def review_open(task_id, request: gr.Request, profile: gr.OAuthProfile | None = None):
+    def review_open(task_id, shown: Shown | None, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None):
         """Show (reload) one task by number; nothing is claimed."""
-        return h.load_task(task_id, request, profile)
+        return h.load_task(task_id, shown, request, profile)
 
-    c["open_btn"].click(review_open, [c["task_num"]], outputs, api_name="review_open")
+    bind(c["open_btn"], review_open, [c["task_num"], st], "review_open")
 
-    def review_approve(task_id, version, note, request: gr.Request,
-                       profile: gr.OAuthProfile | None = None):
+    def review_approve(task_id, version, note, shown: Shown | None,
+                       request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Approve the current label at ``version``; shows the next task."""
         return h.save("approve", lambda n: svc.approve(ctx, n, task_id, version, note),
-                      task_id, request, profile, after="next")
+                      task_id, shown, request, profile, after="next")
 
-    c["approve"].click(review_approve, [*ident, c["note"]], outputs,
-                       api_name="review_approve")
+    bind(c["approve"], review_approve, [*ident, c["note"], st], "review_approve")
 
-    def review_reject(task_id, version, reasons, note, request: gr.Request,
-                      profile: gr.OAuthProfile | None = None):
+    def review_reject(task_id, version, reasons, note, shown: Shown | None,
+                      request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Reject the current label with reason tags; shows the next task."""
         return h.save("reject", lambda n: svc.reject(ctx, n, task_id, version, reasons, note),
-                      task_id, request, profile, after="next")
+                      task_id, shown, request, profile, after="next")
 
-    c["reject"].click(review_reject, [*ident, c["reasons"], c["note"]], outputs,
-                      api_name="review_reject")
+    bind(c["reject"], review_reject, [*ident, c["reasons"], c["note"], st], "review_reject")
 
-    def review_save_mask(task_id, version, editor, mode, request: gr.Request,
-                         profile: gr.OAuthProfile | None = None):
+    def review_save_mask(task_id, version, editor, mode, shown: Shown | None,
+                         request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Save the painted brush strokes as the ignore mask (union / replace / subtract)."""
         return h.save("ignore mask", lambda n: svc.save_region(
             ctx, n, task_id, version, _editor_region(editor), "mask", mode=mode or "union"),
-            task_id, request, profile)
+            task_id, shown, request, profile)
 
-    c["save_mask"].click(review_save_mask, [*ident, c["editor"], c["mask_mode"]], outputs,
-                         api_name="review_save_mask")
+    bind(c["save_mask"], review_save_mask, [*ident, c["editor"], c["mask_mode"], st],
+         "review_save_mask")
 
-    def review_fill(task_id, version, editor, mode, request: gr.Request,
-                    profile: gr.OAuthProfile | None = None):
+    def review_fill(task_id, version, editor, mode, shown: Shown | None,
+                    request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Fill the painted region: ``plane`` (fitted to its border) or ``far``."""
         return h.save(f"{mode} fill", lambda n: svc.save_region(
             ctx, n, task_id, version, _editor_region(editor), mode or "plane"),
-            task_id, request, profile)
+            task_id, shown, request, profile)
 
-    c["fill"].click(review_fill, [*ident, c["editor"], c["fill_mode"]], outputs,
-                    api_name="review_fill")
+    bind(c["fill"], review_fill, [*ident, c["editor"], c["fill_mode"], st], "review_fill")
 
-    def review_save_anchors(task_id, version, table, request: gr.Request,
-                            profile: gr.OAuthProfile | None = None):
+    def review_save_anchors(task_id, version, table, shown: Shown | None,
+                            request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Scale anchors [[x, y, depth_m], ...] in label pixels: re-fit scale and shift."""
         return h.save("anchors", lambda n: svc.save_anchors(ctx, n, task_id, version, table),
-                      task_id, request, profile)
+                      task_id, shown, request, profile)
 
-    c["save_anchors"].click(review_save_anchors, [*ident, c["anchors"]], outputs,
-                            api_name="review_save_anchors")
+    bind(c["save_anchors"], review_save_anchors, [*ident, c["anchors"], st],
+         "review_save_anchors")
 
-    def review_save_ordinal(task_id, version, table, request: gr.Request,
-                            profile: gr.OAuthProfile | None = None):
+    def review_save_ordinal(task_id, version, table, shown: Shown | None,
+                            request: gr.Request, profile: gr.OAuthProfile | None = None):
         """Ordinal pairs [[closer x, y, farther x, y], ...] in label pixels."""
-        return h.save("ordinal pairs", lambda n: svc.save_pairs(ctx, n, task_id, version,
-                                                                table),
-                      task_id, request, profile)
+        return h.save("ordinal pairs",
+                      lambda n: svc.save_pairs(ctx, n, task_id, version, table),
+                      task_id, shown, request, profile)
 
-    c["save_pairs"].click(review_save_ordinal, [*ident, c["pairs"]], outputs,
-                          api_name="review_save_ordinal")
+    bind(c["save_pairs"], review_save_ordinal, [*ident, c["pairs"], st],
+         "review_save_ordinal")
 
-    def review_note(task_id, version, text, request: gr.Request,
-                    profile: gr.OAuthProfile | None = None):
+    def review_note(task_id, version, text, shown: Shown | None,
+                    request: gr.Request, profile: gr.OAuthProfile | None = None):
         """A free-text note on the task."""
         return h.save("note", lambda n: svc.save_note(ctx, n, task_id, version, text),
-                      task_id, request, profile)
+                      task_id, shown, request, profile)
 
-    c["save_note"].click(review_note, [*ident, c["note"]], outputs, api_name="review_note")
+    bind(c["save_note"], review_note, [*ident, c["note"], st], "review_note")
     _wire_points(c)
 
 
@@ -368,7 +412,7 @@ def _wire_points(c: dict) -> None:
     """Clicks on the photo add anchors or pairs (kept in the page until saved or cleared)."""
 
     def on_click(shown: Shown | None, mode, depth, anchors, pairs, evt: gr.SelectData):
-        if shown is None:
+        if shown is None or not shown.task_id:
             raise gr.Error("Open a task first, then click the photo.", print_exception=False)
         u, v = svc.to_label(float(evt.index[0]), float(evt.index[1]), shown.label_shape,
                             shown.photo.shape[:2])

@@ -26,7 +26,7 @@ POLL_S = 2.0
 def add_train_tab(app: ReviewApp) -> svc.TrainManager:
     """The Train tab (inside a ``gr.Tabs``), shown to admins; returns its run manager."""
     manager = svc.TrainManager()
-    with gr.Tab("Train", id="train") as tab:
+    with gr.Tab("Train", id="train", visible=False) as tab:  # shown to admins on load
         build(app, manager)
 
     def admin_only(request: gr.Request, profile: gr.OAuthProfile | None = None):

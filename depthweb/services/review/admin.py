@@ -1,0 +1,198 @@
+"""Admin use cases behind the Admin tab: users, queue counts, reviewer statistics,
+adjudication of disagreements, gold tasks, and the import / pseudo-label / export jobs.
+
+Like :mod:`depthweb.services.review.session`, every function takes the user *name* the web server
+authenticated and loads the user inside the call; :func:`require_admin` (and the repository
+functions themselves) refuse anyone who is not an active admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from depthweb.errors import InputError
+from depthweb.services.review.context import ReviewContext
+from depthweb.services.review.exporter import ExportReport, export_dataset
+from depthweb.services.review.importer import ImportReport, import_images
+from depthweb.services.review.pseudolabel import PseudoLabelReport, pseudo_label
+from depthweb.services.review.session import load_user
+from depthweb.store import Role, create_user, require_role, update_user
+from depthweb.store.auth import list_users
+from depthweb.store.models import Image, Review, Task, TaskStatus, User
+from depthweb.store.repo import (
+    adjudicate,
+    list_datasets,
+    queue_counts,
+    require_dataset,
+    reviewer_stats,
+    set_gold,
+    set_required_reviews,
+)
+
+ProgressFn = Callable[[int, int, str], None]
+EXPORTS_DIRNAME = "exports"
+
+
+def require_admin(session: Session, username: str | None) -> User:
+    user = load_user(session, username)
+    require_role(user, Role.ADMIN)
+    assert user is not None
+    return user
+
+
+def exports_root(ctx: ReviewContext) -> Path:
+    """``<data_dir>/exports``: where exports started from the web app are written."""
+    return Path(ctx.settings.data_dir).expanduser() / EXPORTS_DIRNAME
+
+
+def dataset_names(ctx: ReviewContext, username: str | None) -> list[str]:
+    """Dataset names (any active user may see them)."""
+    with ctx.session(readonly=True) as s:
+        require_role(load_user(s, username), *[r.value for r in Role])
+        return [d.name for d in list_datasets(s)]
+
+
+# ------------------------------------------------------------------------------ users
+def users_table(ctx: ReviewContext, username: str | None) -> list[list]:
+    """[[name, role, active, created (UTC)], ...] by name."""
+    with ctx.session(readonly=True) as s:
+        require_admin(s, username)
+        return [[u.name, u.role, bool(u.active), u.created_at.strftime("%Y-%m-%d %H:%M")]
+                for u in list_users(s)]
+
+
+def add_user(ctx: ReviewContext, username: str | None, name: str, password: str,
+             role: str) -> None:
+    with ctx.session() as s:
+        create_user(session=s, actor=require_admin(s, username), name=(name or "").strip(),
+                    password=password or "", role=role)
+
+
+def set_user(ctx: ReviewContext, username: str | None, name: str, role: str | None,
+             active: bool | None) -> None:
+    with ctx.session() as s:
+        update_user(session=s, actor=require_admin(s, username), name=(name or "").strip(),
+                    role=role or None, active=active)
+
+
+# ------------------------------------------------------------------------------ crowd
+@dataclass(frozen=True)
+class Overview:
+    counts: dict[str, int]
+    reviewers: list[list]
+    disagreements: list[list]
+    required_reviews: int | None
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.0f} %"
+
+
+def _disagreements(session: Session, dataset_id: int | None) -> list[list]:
+    """Submitted tasks (their N reviews disagree): [task, version, image, reviews]."""
+    stmt = (select(Task, Image.original_filename).join(Image, Image.id == Task.image_id)
+            .where(Task.status == TaskStatus.SUBMITTED, ~Task.is_gold).order_by(Task.id))
+    if dataset_id is not None:
+        stmt = stmt.where(Task.dataset_id == dataset_id)
+    rows = []
+    for task, name in session.execute(stmt.limit(200)):
+        reviews = session.execute(
+            select(User.name, Review.decision, Review.reasons)
+            .join(User, User.id == Review.reviewer_id)
+            .where(Review.task_id == task.id, Review.active).order_by(Review.id)
+        ).all()
+        said = "; ".join(f"{who}: {d}" + (f" ({', '.join(r)})" if r else "")
+                         for who, d, r in reviews)
+        rows.append([task.id, task.version, name, said])
+    return rows
+
+
+def overview(ctx: ReviewContext, username: str | None, dataset: str | None) -> Overview:
+    """Queue counts, per-reviewer statistics and open disagreements (all datasets when
+    ``dataset`` is empty)."""
+    with ctx.session(readonly=True) as s:
+        require_admin(s, username)
+        ds = require_dataset(s, dataset) if dataset else None
+        ds_id = ds.id if ds is not None else None
+        stats = [[r.name, r.n_reviews, r.n_approve, r.n_reject, _pct(r.agreement_rate),
+                  r.n_gold, _pct(r.gold_accuracy)]
+                 for r in reviewer_stats(s, dataset_id=ds_id)]
+        return Overview(queue_counts(s, dataset_id=ds_id), stats, _disagreements(s, ds_id),
+                        ds.required_reviews if ds is not None else None)
+
+
+def adjudicate_task(ctx: ReviewContext, username: str | None, task_id: int,
+                    expected_version: int, decision: str, note: str = "") -> int:
+    """The admin's final approve / reject; returns the new task version."""
+    with ctx.session() as s:
+        task = adjudicate(session=s, task_id=int(task_id), user=require_admin(s, username),
+                          expected_version=int(expected_version), decision=decision,
+                          note=note or "")
+        return task.version
+
+
+def set_gold_answer(ctx: ReviewContext, username: str | None, task_id: int,
+                    expected_version: int, answer: str | None) -> int:
+    """Make a task gold with the known answer approve / reject (None: a normal task again)."""
+    with ctx.session() as s:
+        task = set_gold(session=s, user=require_admin(s, username), task_id=int(task_id),
+                        expected_version=int(expected_version), gold_decision=answer or None)
+        return task.version
+
+
+def set_reviews_per_task(ctx: ReviewContext, username: str | None, dataset: str,
+                         n: int) -> int:
+    """N reviews per task for a dataset; returns how many open tasks changed."""
+    if not dataset:
+        raise InputError("Pick a dataset first.")
+    with ctx.session() as s:
+        user = require_admin(s, username)
+        return set_required_reviews(session=s, user=user,
+                                    dataset_id=require_dataset(s, dataset).id,
+                                    required_reviews=int(n))
+
+
+# ------------------------------------------------------------------------------ jobs
+def _admin(ctx: ReviewContext, username: str | None) -> User:
+    with ctx.session(readonly=True) as s:
+        return require_admin(s, username)
+
+
+def run_import(ctx: ReviewContext, username: str | None, files: Sequence[str | Path],
+               dataset: str, progress: ProgressFn | None = None) -> ImportReport:
+    """Import uploaded images or zips into ``dataset`` (created when missing)."""
+    user = _admin(ctx, username)
+    if not (dataset or "").strip():
+        raise InputError("Name the dataset to import into.")
+    if not files:
+        raise InputError("Upload at least one image or zip file first.")
+    return import_images(ctx, list(files), dataset=dataset.strip(), user=user,
+                         progress=progress)
+
+
+def run_pseudo_label(ctx: ReviewContext, username: str | None, dataset: str, model: str, *,
+                     weights: str | None = None, batch_size: int = 4,
+                     uncertainty: str = "flip", limit: int | None = None,
+                     progress: ProgressFn | None = None) -> PseudoLabelReport:
+    """Run the teacher over the dataset's unlabelled images (resumable, idempotent)."""
+    user = _admin(ctx, username)
+    if not dataset or not model:
+        raise InputError("Pick a dataset and a teacher model first.")
+    return pseudo_label(ctx, dataset, model, user=user, weights=weights or None,
+                        batch_size=int(batch_size), uncertainty=uncertainty or "flip",
+                        limit=int(limit) if limit else None, progress=progress)
+
+
+def run_export(ctx: ReviewContext, username: str | None, dataset: str, name: str,
+               filter: str = "best", progress: ProgressFn | None = None) -> ExportReport:
+    """Export ``dataset`` into ``<data_dir>/exports/<name>`` (a plain folder name)."""
+    user = _admin(ctx, username)
+    if not dataset or not (name or "").strip():
+        raise InputError("Pick a dataset and name the export folder.")
+    return export_dataset(ctx, dataset, name.strip(), user=user, filter=filter,
+                          base_dir=exports_root(ctx), progress=progress)

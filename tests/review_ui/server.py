@@ -1,0 +1,152 @@
+"""A seeded review platform served by the real app in a subprocess, for gradio_client and
+browser tests.
+
+:func:`seed` (in the test process) migrates a fresh SQLite file under ``root/data``, adds the
+users ``rev``, ``rev2`` (reviewers), ``view`` (viewer) and ``boss`` (admin), imports real photos
+(three NYU frames into the dataset ``nyu``, two wild photos into ``wild``) and pseudo-labels them
+with a tiny random-weight Depth Anything V2 (``tests/builders.py``). :func:`start_review_app`
+then runs this file as a script (``python server.py PORT``) with ``DEPTHWEB_REVIEW=on`` and the
+same data directory; the child prints ``REVIEW_URL <url>`` once it serves requests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+READY = "REVIEW_URL "
+TEACHER = "depth-anything-v2-small"
+PASSWORD = "correct horse battery"
+USERS = {"rev": "reviewer", "rev2": "reviewer", "view": "viewer", "boss": "admin"}
+NYU = ("rgb_00000.jpg", "rgb_00050.jpg", "rgb_00100.jpg")
+WILD = ("demo08.jpg", "monodepth2_test_image.jpg")
+
+
+@dataclass
+class ReviewServer:
+    url: str
+    root: Path
+    data_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    teacher_weights: Path
+    env: dict = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def settings(self):
+        from depthweb.config import Settings
+
+        return Settings(data_dir=self.data_dir, output_dir=self.root / "outputs", device="cpu",
+                        review="on")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def seed(root: Path, shared_data: Path, teacher_weights: Path) -> Path:
+    """Create and fill the database and blob store under ``root/data``; returns that dir."""
+    from argon2 import PasswordHasher
+
+    from depthweb.config import Settings
+    from depthweb.services.review import ReviewContext, import_images, pseudo_label
+    from depthweb.store import SYSTEM, create_user, upgrade
+
+    data_dir = root / "data"
+    settings = Settings(data_dir=data_dir, output_dir=root / "outputs", device="cpu")
+    upgrade(settings.resolved_database_url)
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    with ReviewContext.from_settings(settings) as ctx:
+        with ctx.session() as s:
+            for name, role in USERS.items():
+                create_user(session=s, actor=SYSTEM, name=name, password=PASSWORD, role=role,
+                            hasher=fast)
+        sources = {"nyu": [shared_data / "nyu" / "rgb" / n for n in NYU],
+                   "wild": [shared_data / "wild" / n for n in WILD]}
+        for dataset, files in sources.items():
+            report = import_images(ctx, files, dataset=dataset, user=SYSTEM)
+            assert report.added == len(files), report.summary()
+            labelled = pseudo_label(ctx, dataset, TEACHER, user=SYSTEM,
+                                    weights=str(teacher_weights), device="cpu", batch_size=3)
+            assert labelled.labelled == len(files), labelled.summary()
+    return data_dir
+
+
+def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
+                     timeout_s: float = 120.0) -> ReviewServer:
+    """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves."""
+    from tests.app.studio_server import free_port
+
+    cwd = root / "cwd"
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "DEPTHWEB_DATA_DIR": str(data_dir), "DEPTHWEB_OUTPUT_DIR": str(root / "outputs"),
+        "DEPTHWEB_REVIEW": "on", "DEPTHWEB_DEVICE": "cpu", "DEPTHWEB_MAX_UPLOAD_MB": "8",
+        "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache"),
+        "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
+        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2",
+    }
+    env.pop("DEPTHWEB_DATABASE_URL", None)
+    env.pop("DEPTHWEB_MODEL_DIR", None)
+    log_path = root / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), str(free_port())], cwd=cwd, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+    )
+    url_box: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        with log_path.open("w") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith(READY):
+                    url_box.append(line[len(READY):].strip())
+                    ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while not ready.wait(0.2) and time.monotonic() < deadline:
+        pass
+    server = ReviewServer(url_box[0] if url_box else "", root, data_dir, proc, log_path,
+                          teacher_weights, env)
+    if not url_box:
+        server.stop()
+        raise RuntimeError(f"the review app did not start in {timeout_s:.0f} s:\n{server.log()}")
+    return server
+
+
+def _serve(port: int) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from depthweb.config import get_settings
+    from depthweb.ui.app import build_app, launch_kwargs
+
+    settings = get_settings()
+    demo = build_app(settings)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                quiet=True, **launch_kwargs(settings))
+    print(f"{READY}{demo.local_url}", flush=True)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))

@@ -1,0 +1,205 @@
+"""The Review tab in real headless Chromium (Debian's, driven by Playwright): a reviewer logs in
+through Gradio's login form, paints an ignore mask, adds a scale anchor (a stale save in between
+keeps it), writes a note, approves, and the export holds the corrected label. Screenshots go to
+``test-artifacts/review/``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from depthweb.services.review import export_dataset
+from depthweb.services.review.labels import teacher_map
+from depthweb.store import SYSTEM
+from depthweb.store.models import Revision, Task
+from depthweb.store.repo import queue_counts
+from tests.review_ui.server import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+XSS_NOTE = 'sky is glass <img src="x" onerror="window.__xss=1"> **bold?**'
+
+
+def log_in(browser, url: str, name: str, artifacts=None):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.locator("input[type=text]").fill(name)
+    page.locator("input[type=password]").fill(PASSWORD)
+    if artifacts is not None:
+        page.screenshot(path=str(artifacts / "login.png"))
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#dw-header")
+    return page
+
+
+def text_of(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def wait_status(page, fragment: str) -> str:
+    page.wait_for_function(
+        "(f) => document.querySelector('#review-status').innerText.includes(f)", arg=fragment)
+    return text_of(page, "#review-status")
+
+
+def number(page, selector: str) -> int:
+    return int(float(page.locator(f"{selector} input").input_value()))
+
+
+def click_image_pixel(page, selector: str, u: float, v: float) -> None:
+    """Click the displayed image under ``selector`` where its pixel ``(u, v)`` is shown."""
+    page.wait_for_function(
+        "(s) => { const i = document.querySelector(s + ' img');"
+        " return i && i.complete && i.naturalWidth > 0; }", arg=selector)
+    box = page.evaluate(
+        """(sel) => { const img = document.querySelector(sel + ' img');
+            const r = img.getBoundingClientRect();
+            return {x: r.x, y: r.y, w: r.width, h: r.height,
+                    nw: img.naturalWidth, nh: img.naturalHeight}; }""", selector)
+    scale = min(box["w"] / box["nw"], box["h"] / box["nh"])
+    x0 = box["x"] + (box["w"] - box["nw"] * scale) / 2
+    y0 = box["y"] + (box["h"] - box["nh"] * scale) / 2
+    page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)
+
+
+def paint_stroke(page) -> None:
+    """Mouse down, move, up across the upper part of the ImageEditor canvas (few moves: each
+    one re-renders the software-rendered canvas, about 0.5 s)."""
+    page.locator("#review-editor").scroll_into_view_if_needed()
+    box = page.locator("#review-editor canvas").last.bounding_box()
+    x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.25
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(1, 5):
+        page.mouse.move(x + 40 * i, y + 10 * i)
+    page.mouse.up()
+
+
+def nyu_truth(shared_data, image_name: str) -> np.ndarray:
+    """NYU ground-truth depth (metres, 0 invalid) of ``rgb_XXXXX.jpg``."""
+    frame = image_name.rsplit("_", 1)[-1].split(".")[0]
+    raw = np.asarray(Image.open(shared_data / "nyu" / "depth" / f"sync_depth_{frame}.png"))
+    return raw.astype(np.float64) / 1000.0
+
+
+def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label(
+    review_server, browser, artifacts, ctx, login, shared_data, tmp_path
+):
+    page = log_in(browser, review_server.url, "rev", artifacts)
+    page.get_by_role("tab", name="Review").click()
+    page.wait_for_function("() => document.querySelector('#review-whoami').innerText"
+                           ".includes('rev (reviewer)')")
+    assert page.get_by_role("tab", name="Admin").count() == 0  # shown to admins only
+    page.locator("#review-dataset input").click()
+    page.get_by_role("option", name="nyu").click()
+    page.click("#review-next")
+    wait_status(page, "is yours")
+    task_id, version = number(page, "#review-task"), number(page, "#review-version")
+    with ctx.session(readonly=True) as s:
+        task = s.get(Task, task_id)
+        name, shape = task.image.original_filename, tuple(task.prediction.depth_blob.shape)
+        teacher = teacher_map(ctx.store, task.prediction).depth
+    assert name in text_of(page, "#review-info").replace("\\", "")
+    page.screenshot(path=str(artifacts / "review_task.png"), full_page=True)
+
+    # 1. Ignore mask: a brush stroke on the canvas, saved.
+    paint_stroke(page)
+    page.locator("#review-editor").screenshot(path=str(artifacts / "review_painted.png"))
+    page.click("#review-save-mask")
+    wait_status(page, "Saved: ignore mask")
+    assert number(page, "#review-version") == version + 1
+
+    # 2. A scale anchor at a pixel with ground truth; another reviewer's note arrives first.
+    truth = nyu_truth(shared_data, name)
+    assert shape == truth.shape
+    u, v = next((u, v) for v in range(330, 420, 10) for u in range(420, 560, 10)
+                if truth[v, u] > 0)  # lower right: away from the stroke
+    page.locator("#review-anchor-depth input").fill(f"{truth[v, u]:.3f}")
+    click_image_pixel(page, "#review-photo", u, v)
+    page.wait_for_function("(v) => document.querySelector('#review-anchors')"
+                           ".innerText.includes(v)", arg=str(v))
+    login("boss").predict(task_id, version + 1, "boss was here", api_name="/review_note")
+    page.click("#review-save-anchors")
+    assert wait_status(page, "Not saved").startswith(f"Not saved: task {task_id} changed")
+    page.wait_for_selector(".toast-body:has-text('changed by someone else')")
+    assert number(page, "#review-version") == version + 2  # reloaded
+    assert str(u) in text_of(page, "#review-anchors")  # ... and the anchor is still there
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "review_stale.png"))
+    page.click("#review-save-anchors")
+    wait_status(page, "Saved: anchors")
+    assert "metric_depth" in text_of(page, "#review-info")
+
+    # 3. A note with markup is stored raw and shown as text.
+    page.locator("#review-note textarea").fill(XSS_NOTE)
+    page.click("#review-save-note")
+    wait_status(page, "Saved: note")
+    assert "<img" in text_of(page, "#review-notes")
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("#review-notes img, #review-history img").count() == 0
+    page.locator("#review-note textarea").fill("")
+    page.screenshot(path=str(artifacts / "review_corrected.png"), full_page=True)
+
+    # 4. Approve: the next task is shown.
+    page.click("#review-approve")
+    wait_status(page, f"Saved: approve on task {task_id}")
+    page.screenshot(path=str(artifacts / "review_approved.png"))
+
+    with ctx.session(readonly=True) as s:
+        revs = s.scalars(select(Revision).where(Revision.task_id == task_id,
+                                                Revision.task_version > version)
+                         .order_by(Revision.task_version)).all()
+        assert [(r.action, r.author.name) for r in revs] == [
+            ("mask", "rev"), ("note", "boss"), ("anchors", "rev"), ("note", "rev"),
+            ("approve", "rev")]
+        assert revs[3].payload["text"] == XSS_NOTE and s.get(Task, task_id).status == "approved"
+        anchors = revs[2].payload["anchors"]
+    assert len(anchors) == 1 and abs(anchors[0][0] - u) <= 2 and abs(anchors[0][1] - v) <= 2
+
+    report = export_dataset(ctx, "nyu", tmp_path / "export", user=SYSTEM)
+    rows = [json.loads(line) for line in (report.path / "manifest.jsonl").read_text()
+            .splitlines()]
+    row = next(r for r in rows if r["task_id"] == task_id)
+    assert (row["source"], row["status"], row["kind"]) == ("corrected", "approved",
+                                                           "metric_depth")
+    mask = np.asarray(Image.open(report.path / row["mask"])) == 255
+    label = np.load(report.path / row["label"])
+    assert mask.shape == label.shape == shape
+    assert 0.001 < mask.mean() < 0.1 and np.argwhere(mask)[:, 0].mean() < shape[0] / 2
+    au, av = round(anchors[0][0]), round(anchors[0][1])
+    assert label[av, au] == pytest.approx(anchors[0][2], rel=1e-3)  # the anchor's depth
+    assert not np.allclose(label, teacher, equal_nan=True)  # the re-fit changed the label
+    others = [r for r in rows if r["task_id"] != task_id]
+    assert all(r["source"] == "pseudo" and r["mask"] is None for r in others)
+
+
+def test_admin_sees_queue_counts_and_a_viewer_gets_a_clear_error(
+    review_server, browser, artifacts, ctx
+):
+    page = log_in(browser, review_server.url, "boss")
+    page.get_by_role("tab", name="Admin").click()
+    page.click("#admin-refresh")
+    page.wait_for_function("() => document.querySelector('#admin-status').innerText"
+                           ".includes('tasks')")
+    with ctx.session(readonly=True) as s:
+        counts = queue_counts(s)
+    assert text_of(page, "#admin-status").startswith(f"{sum(counts.values())} tasks")
+    table = text_of(page, "#admin-counts")
+    for status, n in counts.items():
+        assert f"{status}\t{n}" in table.replace("\n", "\t") or f"{status}\n{n}" in table
+    page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+    page.context.close()
+
+    viewer = log_in(browser, review_server.url, "view")
+    viewer.get_by_role("tab", name="Review").click()
+    viewer.click("#review-next")
+    viewer.wait_for_selector(".toast-body:has-text('viewer role')")
+    viewer.wait_for_timeout(500)  # the toast slides in
+    viewer.screenshot(path=str(artifacts / "viewer_refused.png"))
+    viewer.context.close()
