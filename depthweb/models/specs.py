@@ -95,6 +95,9 @@ SPECS: tuple[ModelSpec, ...] = (
               "UniDepth V2 ViT-L (ONNX from the official export script, or the unidepth package)",
               {"onnx_file": "unidepthv2.onnx",
                "package_id": "lpiccinelli/unidepth-v2-vitl14"}),
+    ModelSpec("depthweb-student", "student", _R, None, "main", "apache-2.0", 128, 32,
+              "Compact offline student trained on this project's synthetic scenes (CPU; "
+              "relative inverse depth)", {"bundled": "assets/student"}),
 )
 
 SPEC_BY_NAME: dict[str, ModelSpec] = {s.name: s for s in SPECS}
