@@ -32,9 +32,8 @@ from depthweb.models.torch_utils import (
     IMAGENET_STD,
     load_pretrained_dir,
     lower_bound_size,
-    normalize_,
     pick_dtype,
-    resized_unit_tensor,
+    resized_normalized,
     shape_batches,
     stage,
     upsample_prediction,
@@ -56,8 +55,8 @@ def preprocess_depth_anything(
     image processor's uint8 resize does, then ImageNet-normalised.
     """
     h, w = images[0].shape[:2]
-    x = resized_unit_tensor(images, lower_bound_size(h, w, input_size, multiple), device)
-    return normalize_(x, IMAGENET_MEAN, IMAGENET_STD)
+    size = lower_bound_size(h, w, input_size, multiple)
+    return resized_normalized(images, size, device, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _checked_kind(spec: ModelSpec, config, label: str) -> DepthKind:

@@ -39,22 +39,30 @@ def to_tensor(images: Sequence[np.ndarray], device: str) -> torch.Tensor:
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def resized_unit_tensor(
-    images: Sequence[np.ndarray], size: tuple[int, int], device: str, mode: str = "bicubic"
+def resized_normalized(
+    images: Sequence[np.ndarray],
+    size: tuple[int, int],
+    device: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mode: str = "bicubic",
 ) -> torch.Tensor:
-    """Same-shape RGB uint8 (H, W, 3) images -> float (B, 3, *size) in [0, 1], antialiased.
+    """Same-shape RGB uint8 (H, W, 3) images -> normalised float (B, 3, *size), antialiased.
 
     On the CPU the resize runs on uint8 channels-last data (torch's fast path, like PIL's uint8
-    resize and ~20x faster than resizing float); elsewhere it runs in float on the device.
+    resize and ~20x faster than resizing float), then one fused pass maps uint8 to
+    ``(x / 255 - mean) / std``; elsewhere the resize runs in float on the device.
     """
     batch = torch.from_numpy(np.stack(images, axis=0)).permute(0, 3, 1, 2)
     if device == "cpu" and mode in ("bilinear", "bicubic"):
         if tuple(batch.shape[-2:]) != tuple(size):
             batch = F.interpolate(batch.contiguous(memory_format=torch.channels_last), size=size,
                                   mode=mode, align_corners=False, antialias=True)
-        return batch.float().div_(255.0).contiguous()
+        scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, -1, 1, 1)
+        bias = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)]).view(1, -1, 1, 1)
+        return torch.addcmul(bias, batch.float(), scale)  # channels-last is fine for conv
     x = batch.to(device, non_blocking=True).float().div_(255.0)
-    return resize(x, size, mode).clamp_(0.0, 1.0)
+    return normalize_(resize(x, size, mode).clamp_(0.0, 1.0), mean, std)
 
 
 def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
