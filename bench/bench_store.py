@@ -15,7 +15,7 @@ A save is what the review page does on "save": a write session that appends a co
 its own task, so every save should succeed; the timer covers only the write session. Reviewers
 are threads of one process (as in the Gradio app) or, with ``--processes``, separate processes.
 
-    python -m bench.bench_store                # from the repo root; writes docs/benchmarks_store.md
+    python -m bench.bench_store                # repo root; writes --out (see docs/benchmarks.md)
     python -m bench.bench_store --processes    # also reviewers as separate processes
     python -m bench.bench_store --reviewers 1 10 --saves 200 --out /tmp/b.md
 """
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paced-saves", type=int, default=30, help="saves per reviewer when think > 0")
     ap.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     ap.add_argument("--processes", action="store_true", help="also run reviewers as processes")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks_store.md")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results_store.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     modes = [("threads", run_threads)] + ([("processes", run_processes)] if args.processes else [])

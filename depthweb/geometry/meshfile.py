@@ -16,7 +16,7 @@ Size: a vertex costs 12 B of position + 4 B (colour) or 8 B (uv), a triangle 6 B
 per pixel of a 1024x768 map is 786k vertices and 1.57M triangles: >= 22 MB even so, and
 >= 12.6 MB with quantised positions and triangle strips. The full-resolution export therefore
 pairs the full-resolution photo (texture) with a 512x384 vertex grid (``mesh.GLB_GRID``),
-about 7 MB; see docs/benchmarks_mesh.md for measured sizes.
+about 7 MB; see docs/benchmarks.md (section 2) for measured sizes.
 """
 
 from __future__ import annotations
