@@ -15,6 +15,9 @@ from depthweb.models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout (or image) root that holds ``assets/``; bundled weights are found relative to it."""
+
 _PATTERNS = {
     "depth_anything": ["*.json", "*.safetensors", "*.txt"],
     "depth_pro": ["*.json", "*.safetensors", "*.txt"],
@@ -79,6 +82,10 @@ def resolve_weights(
         local = settings.model_dir / spec.name
         if local.exists():
             return ResolvedWeights(local.resolve(), str(local.resolve()))
+    if spec.options.get("bundled"):  # shipped in the repository (assets/), works offline
+        local = REPO_ROOT / spec.options["bundled"]
+        if (local / "model.safetensors").is_file():
+            return ResolvedWeights(local, f"bundled:{spec.options['bundled']}")
     if not spec.hub_id:
         raise ModelUnavailableError(
             f"Model '{spec.name}' has no public weights to download; {_hint(spec)}."

@@ -162,16 +162,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
         config.data, config.image_size, config.loss.target, config.render_workers)
     module, encoder, optimizer, scheduler = _build(config, d)
     ema = WeightAverage(module.student, config.ema_decay) if config.ema_decay > 0 else None
-    step, elapsed = 0, 0.0
-    ckpts = list_checkpoints(run_dir) if resume else []
-    if ckpts:
-        state = load_checkpoint(ckpts[-1], module.student, optimizer=optimizer,
-                                scheduler=scheduler, aux=_aux(module, ema),
-                                map_location=d.device)
-        step, elapsed = state.step, state.elapsed_s
-        log.info("resuming from %s at step %d", state.path, step)
-        if d.main:
-            _truncate_metrics(run_dir, step)
+    step, elapsed = _resume(run_dir, module, ema, optimizer, scheduler, d) if resume else (0, 0.0)
     model = module
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -205,13 +196,27 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
     student_dir = None
     if d.main:
         extra = {"steps": step, "final_loss": last_loss, "elapsed_s": round(elapsed, 1),
-                 "config": config.to_dict()}
+                 "config": config.to_dict(),
+                 "weights": "exponential moving average" if ema is not None else "last step"}
         final = ema.model if ema is not None else module.student
-        extra["weights"] = "exponential moving average" if ema is not None else "last step"
         student_dir = save_student(final, run_dir / "student", extra)
     if d.world > 1:
         dist.barrier()
     return TrainResult(run_dir, student_dir, step, last_loss, elapsed, stopped)
+
+
+def _resume(run_dir: Path, module: TrainModule, ema: WeightAverage | None, optimizer,
+            scheduler, d: _Dist) -> tuple[int, float]:
+    """Restore the newest checkpoint, if any: (step reached, training seconds so far)."""
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        return 0, 0.0
+    state = load_checkpoint(ckpts[-1], module.student, optimizer=optimizer, scheduler=scheduler,
+                            aux=_aux(module, ema), map_location=d.device)
+    log.info("resuming from %s at step %d", state.path, state.step)
+    if d.main:
+        _truncate_metrics(run_dir, state.step)
+    return state.step, state.elapsed_s
 
 
 def _train_step(model, module: TrainModule, encoder: FrozenEncoder | None, optimizer,
