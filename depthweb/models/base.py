@@ -10,7 +10,7 @@ import numpy as np
 
 from depthweb.models.loading import ResolvedWeights
 from depthweb.models.specs import ModelSpec
-from depthweb.types import DepthResult, Intrinsics
+from depthweb.types import DepthKind, DepthResult, Intrinsics
 
 
 class DepthBackend(ABC):
@@ -55,3 +55,55 @@ class DepthBackend(ABC):
 def check_rgb(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+
+
+class BatchedBackend(DepthBackend):
+    """A backend whose model maps a same-shape batch to depth: subclasses implement ``_predict``.
+
+    ``infer_batch`` groups images by shape (at most ``max_batch`` per forward pass), fills in the
+    assumed camera where none is known, and wraps each map in a :class:`DepthResult` of
+    ``self.kind`` with ``result_notes()``.
+    """
+
+    max_batch = 8
+    kind: DepthKind
+
+    @abstractmethod
+    def _predict(self, batch: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """Same-shape RGB images -> ((B, H, W) float32 at input size, per-image timings in ms)."""
+
+    def result_notes(self) -> list[str]:
+        return []
+
+    def infer_batch(
+        self,
+        images: Sequence[np.ndarray],
+        intrinsics: Sequence[Intrinsics | None] | None = None,
+    ) -> list[DepthResult]:
+        """Depth for each RGB uint8 (H, W, 3) image, as (H, W) float32 at the input resolution.
+
+        Timings are per image: a batch's stage times are divided among its images.
+        """
+        from depthweb.config import get_settings
+        from depthweb.geometry.intrinsics import resolve_intrinsics
+        from depthweb.models.torch_utils import shape_batches
+
+        images = list(images)
+        for image in images:
+            check_rgb(image)
+        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
+        if len(known) != len(images):
+            raise ValueError(f"got {len(known)} intrinsics for {len(images)} images")
+        default_fov = get_settings().default_fov_deg
+        results: list[DepthResult | None] = [None] * len(images)
+        for indices in shape_batches(images, self.max_batch):
+            depths, timings = self._predict([images[i] for i in indices])
+            for depth, i in zip(depths, indices, strict=True):
+                h, w = images[i].shape[:2]
+                cam = known[i] or resolve_intrinsics(w, h, default_fov_deg=default_fov)
+                results[i] = DepthResult(
+                    depth=depth, kind=self.kind, intrinsics=cam, model=self.spec.name,
+                    weights=self.weights_label, timings_ms=dict(timings),
+                    notes=self.result_notes(),
+                )
+        return [r for r in results if r is not None]

@@ -21,10 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from depthweb.config import get_settings
 from depthweb.errors import ModelUnavailableError
-from depthweb.geometry.intrinsics import resolve_intrinsics
-from depthweb.models.base import DepthBackend, check_rgb
+from depthweb.models.base import BatchedBackend
 from depthweb.models.loading import ResolvedWeights
 from depthweb.models.specs import ModelSpec
 from depthweb.models.torch_utils import (
@@ -34,11 +32,10 @@ from depthweb.models.torch_utils import (
     lower_bound_size,
     pick_dtype,
     resized_normalized,
-    shape_batches,
     stage,
     upsample_prediction,
 )
-from depthweb.types import DepthKind, DepthResult, Intrinsics
+from depthweb.types import DepthKind
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +76,7 @@ def _checked_kind(spec: ModelSpec, config, label: str) -> DepthKind:
     return actual
 
 
-class DepthAnythingBackend(DepthBackend):
+class DepthAnythingBackend(BatchedBackend):
     """``DepthAnythingForDepthEstimation`` behind the :class:`DepthBackend` interface."""
 
     max_batch = 8
@@ -110,34 +107,6 @@ class DepthAnythingBackend(DepthBackend):
         kind = _checked_kind(spec, model.config, weights.label)
         model.to(device=device, dtype=pick_dtype(device)).eval()
         return cls(spec, weights, device, model, kind)
-
-    def infer_batch(
-        self,
-        images: Sequence[np.ndarray],
-        intrinsics: Sequence[Intrinsics | None] | None = None,
-    ) -> list[DepthResult]:
-        """Depth for each RGB uint8 (H, W, 3) image, as (H, W) float32 at the input resolution.
-
-        Timings are per image: a batch's stage times are divided among its images.
-        """
-        images = list(images)
-        for image in images:
-            check_rgb(image)
-        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
-        if len(known) != len(images):
-            raise ValueError(f"got {len(known)} intrinsics for {len(images)} images")
-        default_fov = get_settings().default_fov_deg
-        results: list[DepthResult | None] = [None] * len(images)
-        for indices in shape_batches(images, self.max_batch):
-            depths, timings = self._predict([images[i] for i in indices])
-            for depth, i in zip(depths, indices, strict=True):
-                h, w = images[i].shape[:2]
-                cam = known[i] or resolve_intrinsics(w, h, default_fov_deg=default_fov)
-                results[i] = DepthResult(
-                    depth=depth, kind=self.kind, intrinsics=cam, model=self.spec.name,
-                    weights=self.weights_label, timings_ms=dict(timings),
-                )
-        return [r for r in results if r is not None]
 
     def _predict(self, batch: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         """One forward pass over same-shape images -> (B, H, W) float32 and per-image timings."""

@@ -11,16 +11,13 @@ prediction is resized back to the input resolution (bilinear).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from depthweb.config import get_settings
 from depthweb.errors import ModelUnavailableError
-from depthweb.geometry.intrinsics import resolve_intrinsics
-from depthweb.models.base import DepthBackend, check_rgb
+from depthweb.models.base import BatchedBackend
 from depthweb.models.loading import ResolvedWeights
 from depthweb.models.specs import ModelSpec
 from depthweb.models.torch_utils import (
@@ -29,12 +26,11 @@ from depthweb.models.torch_utils import (
     lower_bound_size,
     normalize,
     resize,
-    shape_batches,
     stage,
     to_tensor,
     upsample_prediction,
 )
-from depthweb.types import DepthKind, DepthResult, Intrinsics
+from depthweb.types import DepthKind
 
 STUDENT_TYPES = ("depthweb_student", "depth_anything")
 
@@ -59,7 +55,7 @@ def read_config(path: Path, label: str, name: str) -> dict:
     return cfg
 
 
-class StudentBackend(DepthBackend):
+class StudentBackend(BatchedBackend):
     """A trained student behind the :class:`DepthBackend` interface."""
 
     max_batch = 8
@@ -87,34 +83,8 @@ class StudentBackend(DepthBackend):
         model.to(device).eval()
         return cls(spec, weights, device, model, cfg)
 
-    def infer_batch(
-        self,
-        images: Sequence[np.ndarray],
-        intrinsics: Sequence[Intrinsics | None] | None = None,
-    ) -> list[DepthResult]:
-        """Depth for each RGB uint8 (H, W, 3) image, as (H, W) float32 at the input resolution.
-
-        Without known intrinsics the camera is assumed (the settings' default FOV).
-        """
-        images = list(images)
-        for image in images:
-            check_rgb(image)
-        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
-        if len(known) != len(images):
-            raise ValueError(f"got {len(known)} intrinsics for {len(images)} images")
-        default_fov = get_settings().default_fov_deg
-        results: list[DepthResult | None] = [None] * len(images)
-        for indices in shape_batches(images, self.max_batch):
-            depths, timings = self._predict([images[i] for i in indices])
-            for depth, i in zip(depths, indices, strict=True):
-                h, w = images[i].shape[:2]
-                cam = known[i] or resolve_intrinsics(w, h, default_fov_deg=default_fov)
-                results[i] = DepthResult(
-                    depth=depth, kind=self.kind, intrinsics=cam, model=self.spec.name,
-                    weights=self.weights_label, timings_ms=dict(timings),
-                    notes=[f"{self.spec.name}: {self.spec.description}"],
-                )
-        return [r for r in results if r is not None]
+    def result_notes(self) -> list[str]:
+        return [f"{self.spec.name}: {self.spec.description}"]
 
     def _predict(self, batch: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         """One forward pass over same-shape images -> (B, H, W) float32 and per-image timings."""
