@@ -52,6 +52,19 @@ class DepthBackend(ABC):
         return self.infer_batch([image], [intrinsics])[0]
 
 
+def checked_batch(
+    images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics | None] | None
+) -> tuple[list[np.ndarray], list[Intrinsics | None]]:
+    """Validate a batch: RGB uint8 images and one (possibly None) intrinsics entry per image."""
+    images = list(images)
+    for image in images:
+        check_rgb(image)
+    known = list(intrinsics) if intrinsics is not None else [None] * len(images)
+    if len(known) != len(images):
+        raise ValueError(f"got {len(known)} intrinsics for {len(images)} images")
+    return images, known
+
+
 def check_rgb(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
@@ -88,12 +101,7 @@ class BatchedBackend(DepthBackend):
         from depthweb.geometry.intrinsics import resolve_intrinsics
         from depthweb.models.torch_utils import shape_batches
 
-        images = list(images)
-        for image in images:
-            check_rgb(image)
-        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
-        if len(known) != len(images):
-            raise ValueError(f"got {len(known)} intrinsics for {len(images)} images")
+        images, known = checked_batch(images, intrinsics)
         default_fov = get_settings().default_fov_deg
         results: list[DepthResult | None] = [None] * len(images)
         for indices in shape_batches(images, self.max_batch):

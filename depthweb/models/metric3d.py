@@ -42,7 +42,7 @@ import numpy as np
 from depthweb.config import get_settings
 from depthweb.errors import DepthwebError
 from depthweb.geometry.intrinsics import resolve_intrinsics
-from depthweb.models.base import DepthBackend, check_rgb
+from depthweb.models.base import DepthBackend, checked_batch
 from depthweb.models.loading import ResolvedWeights
 from depthweb.models.onnx_utils import (
     Letterbox,
@@ -144,11 +144,7 @@ class Metric3DBackend(DepthBackend):
         intrinsics: Sequence[Intrinsics | None] | None = None,
     ) -> list[DepthResult]:
         """Each RGB uint8 (H, W, 3) image -> metric depth (H, W), normals (H, W, 3) if given."""
-        for image in images:
-            check_rgb(image)
-        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
-        if len(known) != len(images):
-            raise ValueError("intrinsics must have one entry per image")
+        images, known = checked_batch(images, intrinsics)
         results: list[DepthResult | None] = [None] * len(images)
         for chunk in chunks(range(len(images)), self.batch_size):
             for i, result in zip(chunk, self._run_chunk([images[i] for i in chunk],

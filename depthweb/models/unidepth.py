@@ -38,7 +38,7 @@ import numpy as np
 from depthweb.config import get_settings
 from depthweb.errors import ModelUnavailableError
 from depthweb.geometry.intrinsics import checked_prediction, resolve_intrinsics
-from depthweb.models.base import DepthBackend, check_rgb
+from depthweb.models.base import DepthBackend, check_rgb, checked_batch
 from depthweb.models.loading import ResolvedWeights
 from depthweb.models.onnx_utils import Letterbox, OnnxModel, as_maps, chunks, find_onnx_file
 from depthweb.models.specs import ModelSpec
@@ -127,11 +127,7 @@ class UniDepthBackend(DepthBackend):
         intrinsics: Sequence[Intrinsics | None] | None = None,
     ) -> list[DepthResult]:
         """Each RGB uint8 (H, W, 3) image -> metric z-depth (H, W), intrinsics, confidence."""
-        for image in images:
-            check_rgb(image)
-        known = list(intrinsics) if intrinsics is not None else [None] * len(images)
-        if len(known) != len(images):
-            raise ValueError("intrinsics must have one entry per image")
+        images, known = checked_batch(images, intrinsics)
         results: list[DepthResult] = []
         for chunk in chunks(range(len(images)), self.batch_size):
             results.extend(self._run_chunk([images[i] for i in chunk], [known[i] for i in chunk]))

@@ -70,6 +70,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def launch_and_wait(
+    cmd: list[str], cwd: Path, env: dict, log_path: Path, ready: str, timeout_s: float
+) -> tuple[subprocess.Popen, str]:
+    """Start a server process, copy its output to ``log_path``, wait for a ``ready`` line.
+
+    Returns the process and the URL printed after ``ready`` ("" if it never came).
+    """
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    url_box: list[str] = []
+    done = threading.Event()
+
+    def pump() -> None:
+        with log_path.open("w") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith(ready):
+                    url_box.append(line[len(ready):].strip())
+                    done.set()
+        done.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while not done.wait(0.2) and time.monotonic() < deadline:
+        pass
+    return proc, url_box[0] if url_box else ""
+
+
 def start_studio(root: Path, timeout_s: float = 120.0) -> StudioServer:
     """Build the models, start the app in a subprocess and wait until it serves."""
     root = Path(root)
@@ -90,29 +119,10 @@ def start_studio(root: Path, timeout_s: float = 120.0) -> StudioServer:
     }
     log_path = root / "server.log"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), str(port)], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-    )
-    url_box: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        with log_path.open("w") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                if line.startswith(READY):
-                    url_box.append(line[len(READY):].strip())
-                    ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    while not ready.wait(0.2) and time.monotonic() < deadline:
-        pass
-    server = StudioServer(url_box[0] if url_box else "", root, cwd, out, proc, log_path)
-    if not url_box:
+    proc, url = launch_and_wait([sys.executable, str(Path(__file__).resolve()), str(port)],
+                                cwd, env, log_path, READY, timeout_s)
+    server = StudioServer(url, root, cwd, out, proc, log_path)
+    if not url:
         server.stop()
         raise RuntimeError(f"the Studio did not start within {timeout_s:.0f} s:\n{server.log()}")
     return server

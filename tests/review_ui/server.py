@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +86,7 @@ def seed(root: Path, shared_data: Path, teacher_weights: Path) -> Path:
 def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
                      timeout_s: float = 120.0) -> ReviewServer:
     """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves."""
-    from tests.app.studio_server import free_port
+    from tests.app.studio_server import free_port, launch_and_wait
 
     cwd = root / "cwd"
     cwd.mkdir(parents=True, exist_ok=True)
@@ -104,30 +102,11 @@ def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
     env.pop("DEPTHWEB_DATABASE_URL", None)
     env.pop("DEPTHWEB_MODEL_DIR", None)
     log_path = root / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), str(free_port())], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-    )
-    url_box: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        with log_path.open("w") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                if line.startswith(READY):
-                    url_box.append(line[len(READY):].strip())
-                    ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    while not ready.wait(0.2) and time.monotonic() < deadline:
-        pass
-    server = ReviewServer(url_box[0] if url_box else "", root, data_dir, proc, log_path,
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(free_port())]
+    proc, url = launch_and_wait(cmd, cwd, env, log_path, READY, timeout_s)
+    server = ReviewServer(url, root, data_dir, proc, log_path,
                           teacher_weights, env)
-    if not url_box:
+    if not url:
         server.stop()
         raise RuntimeError(f"the review app did not start in {timeout_s:.0f} s:\n{server.log()}")
     return server
