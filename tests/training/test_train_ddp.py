@@ -12,13 +12,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Each rank writes its result to its own file: two ranks printing to one unbuffered pipe
+# interleave their writes ("RESULTRESULT 3 False ...").
 DRIVER = """
-import json, sys
+import json, os, sys
+from pathlib import Path
 from depthweb.training.config import config_from_dict
 from depthweb.training.loop import train
 cfg = config_from_dict(json.loads(sys.argv[1]))
 result = train(cfg, sys.argv[2], progress=False)
-print("RESULT", result.steps, result.student_dir is not None, flush=True)
+out = Path(sys.argv[3]) / f"result_{os.environ['RANK']}.json"
+out.write_text(json.dumps([result.steps, result.student_dir is not None]))
 """
 
 
@@ -32,12 +36,12 @@ def test_two_process_ddp_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(driver), json.dumps(cfg), str(tmp_path / "run")],
+         str(driver), json.dumps(cfg), str(tmp_path / "run"), str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
-    assert sorted(lines) == ["RESULT 3 False", "RESULT 3 True"]  # only rank 0 saved
+    results = {rank: json.loads((tmp_path / f"result_{rank}.json").read_text()) for rank in (0, 1)}
+    assert results == {0: [3, True], 1: [3, False]}  # both ran 3 steps; only rank 0 saved
     log_text = (tmp_path / "run" / "metrics.jsonl").read_text()
     metrics = [json.loads(ln) for ln in log_text.splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3]  # one writer
