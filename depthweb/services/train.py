@@ -145,19 +145,26 @@ def train_student(export_dir: str | Path, config: str | Path | dict | None,
 
     settings = settings or get_settings()
     run_dir = Path(run_dir).expanduser().resolve()
-    name = registry.check_name(name or registry.default_name(run_dir), settings)
+    name = name or registry.default_name(run_dir)
+    record = registry.registered_from(name, run_dir, settings) if resume else None
+    if record is None:
+        registry.check_name(name, settings)
     cfg = build_config(export_dir, config, steps=steps, device=device)
     check_run_dir(run_dir, resume)
     for d in eval_dirs:
         load_samples(d, eval_dataset)  # fail before hours of training, not after
-    (phase or _quiet)("training")
-    try:
-        result = train(cfg, run_dir, callback=callback, resume=resume, progress=progress)
-    except ValueError as exc:  # e.g. an export with no usable rows
-        raise InputError(f"Training could not run: {exc}.") from exc
-    if result.stopped_early or result.student_dir is None:  # stopped, or not rank 0 (DDP)
-        return TrainOutcome(result, None, None)
-    record = registry.register_student(run_dir, name=name, settings=settings)
+    if record is not None:  # killed after registering: the run is done, register it once
+        log.info("%s was already registered from %s", name, run_dir)
+        result = _registered_result(record, run_dir)
+    else:
+        (phase or _quiet)("training")
+        try:
+            result = train(cfg, run_dir, callback=callback, resume=resume, progress=progress)
+        except ValueError as exc:  # e.g. an export with no usable rows
+            raise InputError(f"Training could not run: {exc}.") from exc
+        if result.stopped_early or result.student_dir is None:  # stopped, or not rank 0 (DDP)
+            return TrainOutcome(result, None, None)
+        record = registry.register_student(run_dir, name=name, settings=settings)
     comparison = None
     if eval_dirs:
         (phase or _quiet)("evaluating")
@@ -165,6 +172,17 @@ def train_student(export_dir: str | Path, config: str | Path | dict | None,
                                           device=device, settings=settings)
         record = registry.record_metrics(name, "eval", comparison_summary(comparison), settings)
     return TrainOutcome(result, record, comparison)
+
+
+def _registered_result(record: StudentRecord, run_dir: Path) -> TrainResult:
+    """The loop's result of a finished run, from its registered student's metrics."""
+    from depthweb.training.loop import TrainResult
+
+    done = record.meta.get("metrics", {}).get("train", {})
+    loss = done.get("final_loss")
+    return TrainResult(run_dir, run_dir / "student", int(done.get("steps") or 0),
+                       float(loss) if loss is not None else math.nan,
+                       float(done.get("elapsed_s") or 0.0), False)
 
 
 def _quiet(_phase: str) -> None:
@@ -303,8 +321,9 @@ def export_names(ctx, username: str | None) -> list[str]:
 
     require_admin(ctx, username)
     root = exports_root(ctx)
-    found = [p for p in root.iterdir() if (p / "manifest.jsonl").is_file()] \
-        if root.is_dir() else []
+    # hidden folders are exports being written or left by killed runs: never offered
+    found = [p for p in root.iterdir() if not p.name.startswith(".")
+             and (p / "manifest.jsonl").is_file()] if root.is_dir() else []
     return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 

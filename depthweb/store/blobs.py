@@ -86,7 +86,13 @@ class BlobStore:
     def _write(self, rel: str, data: bytes) -> None:
         target = self.root / rel
         if target.is_file() and target.stat().st_size == len(data):
-            return  # content-addressed: same name, same bytes
+            # content-addressed: same name, same bytes. It may be an orphan a killed writer left
+            # (old enough for gc): make it young again so gc spares it until its row commits.
+            try:
+                os.utime(target)
+                return
+            except FileNotFoundError:
+                pass  # gc removed it just now: write it again
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f"{TMP_MARK}{uuid.uuid4().hex}-{target.name}"
         try:
@@ -171,8 +177,14 @@ class BlobStore:
         """Delete orphan files older than ``min_age_s`` (younger ones may be about to get their
         row committed); returns the deleted paths."""
         removed = []
+        cutoff = time.time() - min_age_s
         for p in self.orphans(session, min_age_s=min_age_s):
-            p.unlink(missing_ok=True)
+            try:
+                if p.stat().st_mtime > cutoff:
+                    continue  # a writer reused this file since it was listed
+                p.unlink()
+            except FileNotFoundError:
+                continue
             removed.append(p)
         if removed:
             logger.info("blob gc removed %d orphan files under %s", len(removed), self.root)

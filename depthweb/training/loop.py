@@ -29,8 +29,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from depthweb.fsutil import atomic_write_bytes
 from depthweb.models.torch_utils import IMAGENET_MEAN, IMAGENET_STD, normalize, pick_device
-from depthweb.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from depthweb.training.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    save_final_student,
+)
 from depthweb.training.config import TrainConfig
 from depthweb.training.datasets import build_dataset
 from depthweb.training.objective import (
@@ -40,7 +46,7 @@ from depthweb.training.objective import (
     feature_loss,
     prepare_batch,
 )
-from depthweb.training.student import build_student, save_student
+from depthweb.training.student import build_student
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +163,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
     torch.manual_seed(config.seed)
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        atomic_write_bytes(run_dir / "train_config.json",
+                           json.dumps(config.to_dict(), indent=2).encode())
     data = dataset if dataset is not None else build_dataset(
         config.data, config.image_size, config.loss.target, config.render_workers)
     module, encoder, optimizer, scheduler = _build(config, d)
@@ -172,7 +179,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
     per_epoch = max(1, len(sampler) // config.batch_size)
     bar = tqdm(total=config.steps, initial=step, disable=not (progress and d.main),
                desc="train", dynamic_ncols=True)
-    last_loss, stopped, t_start = math.nan, False, time.perf_counter() - elapsed
+    last_loss, stopped, t_start = _logged_loss(run_dir, step), False, time.perf_counter() - elapsed
     while step < config.steps and not stopped:
         epoch, offset = divmod(step, per_epoch)
         batches = _epoch_batches(sampler, epoch, config.batch_size, per_epoch)[offset:]
@@ -199,7 +206,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
                  "config": config.to_dict(),
                  "weights": "exponential moving average" if ema is not None else "last step"}
         final = ema.model if ema is not None else module.student
-        student_dir = save_student(final, run_dir / "student", extra)
+        student_dir = save_final_student(run_dir, final, extra)
     if d.world > 1:
         dist.barrier()
     return TrainResult(run_dir, student_dir, step, last_loss, elapsed, stopped)
@@ -294,12 +301,30 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
     path = run_dir / "metrics.jsonl"
     if path.is_file():
         kept = [json.dumps(m) for m in read_metrics(run_dir) if m["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
+def _logged_loss(run_dir: Path, step: int) -> float:
+    """The logged loss of ``step`` (a resumed run that has nothing left to do reports it)."""
+    if step <= 0:
+        return math.nan
+    return next((float(m["loss"]) for m in reversed(read_metrics(run_dir))
+                 if m.get("step") == step and "loss" in m), math.nan)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-step lines of ``<run_dir>/metrics.jsonl`` (for loss curves)."""
+    """The per-step lines of ``<run_dir>/metrics.jsonl`` (for loss curves); a line cut off by
+    a crash (power loss mid-write) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a torn line %r", path, line[:80])
+            continue
+        if isinstance(row, dict) and "step" in row:
+            out.append(row)
+    return out

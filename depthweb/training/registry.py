@@ -222,7 +222,8 @@ def register_student(
     }
     root = students_root(settings)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    _clear_leftovers(root, name)
+    tmp = root / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         for f in WEIGHT_FILES:
@@ -237,6 +238,36 @@ def register_student(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("registered student %s from %s", name, run_dir)
     return StudentRecord(name, root / name, meta)
+
+
+def registered_from(name: str, run_dir: str | Path,
+                    settings: Settings | None = None) -> StudentRecord | None:
+    """The student ``name`` if it was registered from ``run_dir`` (a resumed run that was killed
+    after registering), else None."""
+    try:
+        record = get_student(name, settings)
+    except InputError:
+        return None
+    same = record.meta.get("run_dir") == str(Path(run_dir).expanduser().resolve())
+    return record if same else None
+
+
+def _clear_leftovers(root: Path, name: str) -> None:
+    """Half-copied folders of registrations of ``name`` whose process is gone (killed)."""
+    for p in root.glob(f".tmp-{name}-*"):
+        pid = p.name[len(f".tmp-{name}-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _load(path: Path) -> StudentRecord | None:

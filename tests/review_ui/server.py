@@ -84,8 +84,11 @@ def seed(root: Path, shared_data: Path, teacher_weights: Path) -> Path:
 
 
 def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
-                     timeout_s: float = 120.0) -> ReviewServer:
-    """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves."""
+                     timeout_s: float = 120.0, extra_env: dict | None = None) -> ReviewServer:
+    """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves.
+
+    ``extra_env`` is applied last (e.g. ``DEPTHWEB_MODEL_DIR`` so the Studio's ``/predict``
+    has a tiny model, or ``DEPTHWEB_QUEUE_MAX_SIZE``)."""
     from tests.app.studio_server import free_port, launch_and_wait
 
     cwd = root / "cwd"
@@ -101,6 +104,7 @@ def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
     }
     env.pop("DEPTHWEB_DATABASE_URL", None)
     env.pop("DEPTHWEB_MODEL_DIR", None)
+    env.update(extra_env or {})
     log_path = root / "server.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), str(free_port())]
     proc, url = launch_and_wait(cmd, cwd, env, log_path, READY, timeout_s)

@@ -15,8 +15,12 @@ correction beats an approved pseudo-label beats an unreviewed pseudo-label. ``fi
 subset (:data:`FILTERS`). ``split`` is val for a stable ``val_fraction`` of images (by content
 hash), so an image keeps its split across exports.
 
-The export is written into a hidden temporary sibling directory and renamed into place: no
-reader ever sees a half-written export. The ``exports`` row is committed after the rename.
+The export is written into a hidden temporary sibling directory (``.<name>.tmp-<id>``) and
+renamed into place (an existing export is swapped out atomically with ``--overwrite``): no
+reader ever sees a half-written export, and the target is never missing. The ``exports`` row is
+committed after the rename. One export at a time per target (a lock file ``.<name>.lock``
+beside it); so each run first removes the hidden leftovers of runs that were killed, and
+records the row a killed run did not get to commit for a complete export it left in place.
 """
 
 from __future__ import annotations
@@ -35,14 +39,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from depthweb.errors import DepthwebError, InputError
+from depthweb.fsutil import fsync_dir
 from depthweb.services.review.context import ReviewContext, blob_root
+from depthweb.services.review.export_files import (
+    check_target,
+    export_lock,
+    leftovers,
+    place,
+    read_export_meta,
+)
 from depthweb.services.review.importer import encode_png
 from depthweb.services.review.labels import Label, build_label, label_source
-from depthweb.store import BlobRef
+from depthweb.store import SYSTEM, BlobRef
 from depthweb.store.auth import Actor, require_role
-from depthweb.store.models import Decision, Role, TaskStatus
+from depthweb.store.models import Dataset, Decision, Export, Role, TaskStatus
 from depthweb.store.repo import LabelRecord, label_records, record_export, require_dataset
 
 log = logging.getLogger(__name__)
@@ -58,6 +71,9 @@ FILTERS: dict[str, Callable[[str, str], bool]] = {
 """``best`` (default): every non-rejected image; ``approved``; ``corrected`` (approved
 corrections); ``pseudo`` (uncorrected teacher labels); ``unreviewed``."""
 
+MAX_NAME_BYTES = 200
+"""Longest export folder name typed into the web app (the file system allows 255 bytes, and
+the temporary and lock siblings add a few)."""
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REPO_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 ProgressFn = Callable[[int, int, str], None]
@@ -80,9 +96,13 @@ class ExportReport:
 def resolve_out_dir(out_dir: str | Path, base_dir: str | Path | None = None) -> Path:
     """The absolute export directory; with ``base_dir`` it must lie strictly inside it and
     may not contain ``..`` (names typed into the web app)."""
+    if "\x00" in str(out_dir):
+        raise InputError("The export folder name contains a NUL byte; use a plain name.")
     out = Path(out_dir).expanduser()
     if base_dir is None:
         return out.resolve()
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in out.parts):
+        raise InputError(f"The export name is too long; use at most {MAX_NAME_BYTES} bytes.")
     if ".." in out.parts:
         raise InputError(f"The export name {str(out_dir)!r} contains '..'; use a plain name.")
     base = Path(base_dir).expanduser().resolve()
@@ -116,8 +136,12 @@ def _image_png(ctx: ReviewContext, record: LabelRecord) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Write (and flush to disk) a file of the export being built in its hidden folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _npy(arr: np.ndarray) -> bytes:
@@ -175,24 +199,31 @@ def _parquet(rows: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
-def _place(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``target`` (an empty target is replaced; a non-empty one
-    only with ``overwrite``, moved aside first and deleted after)."""
-    old = None
-    if target.exists():
-        if not target.is_dir():
-            raise InputError(f"{target} exists and is not a folder; choose another output.")
-        if any(target.iterdir()):
-            if not overwrite:
-                raise InputError(f"{target} already holds files; choose a new folder or "
-                                 "pass --overwrite.")
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)
-        else:
-            target.rmdir()
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def recover_target(ctx: ReviewContext, target: Path) -> list[Path]:
+    """Clean up after exports to ``target`` that were killed (call with :func:`export_lock`
+    held): delete their hidden leftovers (returned) and, when the export at ``target`` is
+    complete but its row was never committed, record that row (created by nobody)."""
+    removed = leftovers(target)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    if removed:
+        log.warning("removed %d leftover(s) of killed exports to %s", len(removed), target)
+    meta = read_export_meta(target) if target.is_dir() else None
+    if meta is None:
+        return removed
+    with ctx.session() as s:
+        newest = s.scalars(select(Export).where(Export.path == str(target))
+                           .order_by(Export.id.desc()).limit(1)).first()
+        ds = s.scalars(select(Dataset).where(Dataset.name == meta.get("dataset"))).first()
+        if ds is not None and (newest is None or newest.manifest_sha256 !=
+                               meta["manifest_sha256"]):
+            record_export(session=s, user=SYSTEM, dataset_id=ds.id, path=str(target),
+                          filter={"filter": meta.get("filter"), "recovered": True,
+                                  "val_fraction": meta.get("val_fraction")},
+                          n_items=int(meta.get("count", 0)),
+                          manifest_sha256=meta["manifest_sha256"])
+            log.warning("recorded the export at %s that a killed run left unrecorded", target)
+    return removed
 
 
 def _collect(ctx: ReviewContext, dataset: str) -> tuple[int, str, list[tuple[LabelRecord, str]]]:
@@ -231,34 +262,46 @@ def export_dataset(
     target = resolve_out_dir(out_dir, base_dir)
     if target.is_relative_to(blob_root(ctx.settings).resolve()):
         raise InputError("Exports cannot go into the blob store; choose another folder.")
-    dataset_id, name, chosen = _collect(ctx, dataset)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        rows = _write_all(ctx, tmp, chosen, name, filter, val_fraction, unreviewed_weight,
-                          progress)
-        manifest = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
-        sha = hashlib.sha256(manifest).hexdigest()
-        _write(tmp / "manifest.jsonl", manifest)
-        _parquet(rows, tmp / "manifest.parquet")
-        meta = {"format": FORMAT, "dataset": name, "filter": filter, "count": len(rows),
-                "created_at": datetime.now(UTC).isoformat(), "manifest_sha256": sha,
-                "val_fraction": val_fraction}
-        _write(tmp / "export.json", json.dumps(meta, indent=2).encode())
-        _place(tmp, target, overwrite)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    with ctx.session() as s:
-        row = record_export(session=s, user=user, dataset_id=dataset_id, path=str(target),
-                            filter={"filter": filter, "val_fraction": val_fraction},
-                            n_items=len(rows), manifest_sha256=sha)
+    with export_lock(target):
+        recover_target(ctx, target)
+        check_target(target, overwrite)
+        dataset_id, name, chosen = _collect(ctx, dataset)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            rows = _write_all(ctx, tmp, chosen, name, filter, val_fraction, unreviewed_weight,
+                              progress)
+            sha = _write_manifest(tmp, rows, name, filter, val_fraction)
+            for folder in [p for p in tmp.iterdir() if p.is_dir()] + [tmp]:
+                fsync_dir(folder)  # the files' names are on disk before the rename
+            place(tmp, target, overwrite)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        with ctx.session() as s:
+            row = record_export(session=s, user=user, dataset_id=dataset_id, path=str(target),
+                                filter={"filter": filter, "val_fraction": val_fraction},
+                                n_items=len(rows), manifest_sha256=sha)
     report = ExportReport(target, len(rows), sha, row.id, filter)
     if push_to_hub:
         report.pushed = push_export(ctx, target, push_to_hub, name, api=hub_api)
     log.info("export %s: %s", name, report.summary())
     return report
+
+
+def _write_manifest(tmp: Path, rows: list[dict], name: str, filter: str,
+                    val_fraction: float) -> str:
+    """``manifest.jsonl``, ``manifest.parquet`` and, last, ``export.json``; returns the
+    manifest's sha256."""
+    manifest = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    sha = hashlib.sha256(manifest).hexdigest()
+    _write(tmp / "manifest.jsonl", manifest)
+    _parquet(rows, tmp / "manifest.parquet")
+    meta = {"format": FORMAT, "dataset": name, "filter": filter, "count": len(rows),
+            "created_at": datetime.now(UTC).isoformat(), "manifest_sha256": sha,
+            "val_fraction": val_fraction}
+    _write(tmp / "export.json", json.dumps(meta, indent=2).encode())
+    return sha
 
 
 def _write_all(
