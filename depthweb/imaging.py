@@ -12,9 +12,15 @@
 - 16-bit and 32-bit grayscale (I;16, I;16B, I, F) is stretched from its actual min..max to 0..255
   (a plain ``convert("L")`` would clip everything above 255 to white).
 - Animated GIF/APNG/WebP: the first frame.
+- Aspect ratios beyond :data:`MAX_ASPECT_RATIO` (e.g. a 20000x1 strip) are refused from the header
+  too: the models resize the shorter side to their input size, so such a strip would become
+  gigabytes of activations.
 
 Unreadable, empty, truncated, vector (SVG) or non-image inputs raise ``InputError`` with one
-sentence that names the file and the problem.
+sentence that names the file and the problem. A file that starts like a JPEG, PNG, GIF, WebP,
+BMP or TIFF but cannot be decoded is reported as truncated or corrupt, not as an unknown format.
+File names are shown with control characters escaped (:func:`display_name`), so a name with a
+newline still gives a one-line message.
 """
 
 from __future__ import annotations
@@ -44,6 +50,46 @@ WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+MAX_ASPECT_RATIO = 10.0
+"""Longer side / shorter side above this is refused (panoramas up to 10:1 are fine)."""
+_SIGNATURES = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+               b"MM\x00*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def display_name(name: str) -> str:
+    """``name`` for a one-line message: control characters and undecodable bytes (the
+    surrogates of a non-UTF-8 file name) escaped, e.g. ``"a\\nb.png"``, ``"caf\\xe9.png"``."""
+    return _CONTROL.sub(_escape_char, name)
+
+
+def _escape_char(m: re.Match) -> str:
+    code = ord(m.group(0))
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by os.fsdecode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def check_dimensions(
+    width: int, height: int, label: str, max_pixels: int | None = None,
+    max_aspect: float | None = MAX_ASPECT_RATIO,
+) -> None:
+    """Refuse empty images, more than ``max_pixels`` (default: settings) and aspect ratios
+    beyond ``max_aspect`` (None: any), with one sentence naming ``label``."""
+    limit = get_settings().max_pixels if max_pixels is None else int(max_pixels)
+    if width <= 0 or height <= 0:
+        raise InputError(f"{label} has no pixels ({width}x{height}).")
+    if width * height > limit:
+        raise InputError(
+            f"{label} is {width}x{height} pixels ({width * height / 1e6:.1f} MP); "
+            f"the limit is {limit / 1e6:g} MP: resize it first."
+        )
+    ratio = max(width, height) / min(width, height)
+    if max_aspect is not None and ratio > max_aspect:
+        raise InputError(
+            f"{label} is {width}x{height} pixels, an aspect ratio of {ratio:.0f}:1; the limit "
+            f"is {max_aspect:g}:1: crop it first."
+        )
 
 
 @dataclass(frozen=True)
@@ -75,23 +121,25 @@ def load_image(
     *,
     max_pixels: int | None = None,
     name: str | None = None,
+    max_aspect: float | None = MAX_ASPECT_RATIO,
 ) -> LoadedImage:
     """Decode ``source`` into a :class:`LoadedImage` (uint8 RGB, (H, W, 3)).
 
     ``max_pixels`` defaults to ``get_settings().max_pixels``; ``name`` is used in error messages
-    (defaults to the file name, or "uploaded image" for bytes).
+    (defaults to the file name, or "uploaded image" for bytes); ``max_aspect`` is the longest
+    side / shortest side accepted (None: any, for images already stored).
     """
     limit = get_settings().max_pixels if max_pixels is None else int(max_pixels)
     if isinstance(source, Image.Image):
-        label = name or Path(getattr(source, "filename", "") or "image").name
-        return _open_and_decode(source, label, limit)
+        label = display_name(name or Path(getattr(source, "filename", "") or "image").name)
+        return _open_and_decode(source, label, (limit, max_aspect))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        label = name or "uploaded image"
+        label = display_name(name or "uploaded image")
         _check_content(data[:4096], label, len(data), suffix=Path(label).suffix)
-        return _open_and_decode(io.BytesIO(data), label, limit)
+        return _open_and_decode(io.BytesIO(data), label, (limit, max_aspect), head=data[:16])
     path = Path(source)
-    label = name or path.name
+    label = display_name(name or path.name)
     if not path.exists():
         raise InputError(f"{label} does not exist: check the path.")
     if path.is_dir():
@@ -103,7 +151,7 @@ def load_image(
     except OSError as exc:
         raise InputError(f"{label} cannot be read: {exc.strerror or exc}.") from exc
     _check_content(head, label, size, suffix=path.suffix)
-    return _open_and_decode(path, label, limit)
+    return _open_and_decode(path, label, (limit, max_aspect), head=head[:16])
 
 
 def _check_content(head: bytes, label: str, size: int, *, suffix: str) -> None:
@@ -127,20 +175,30 @@ def _bomb_message(label: str, exc: Exception, limit: int) -> str:
     return f"{label} is {size}; the limit is {effective / 1e6:g} MP: resize it first."
 
 
-def _open_and_decode(src: Path | io.BytesIO | Image.Image, label: str, limit: int) -> LoadedImage:
-    """Open lazily (header only), then :func:`_decode`; Pillow errors become ``InputError``."""
+def _open_and_decode(
+    src: Path | io.BytesIO | Image.Image, label: str, limits: tuple[int, float | None],
+    head: bytes = b"",
+) -> LoadedImage:
+    """Open lazily (header only), then :func:`_decode`; Pillow errors become ``InputError``.
+
+    ``head``: the first bytes of the file, to tell a corrupt image from a non-image."""
     try:
         with warnings.catch_warnings():
             # We check the pixel count ourselves right after the header is read. (The filter list
             # is process-wide in Python 3.11; the only filter added is this one ignore.)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if isinstance(src, Image.Image):
-                return _decode(src, label, limit)
+                return _decode(src, label, limits)
             with Image.open(src) as im:
-                return _decode(im, label, limit)
+                return _decode(im, label, limits)
     except Image.DecompressionBombError as exc:
-        raise InputError(_bomb_message(label, exc, limit)) from exc
+        raise InputError(_bomb_message(label, exc, limits[0])) from exc
     except UnidentifiedImageError as exc:
+        if head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            raise InputError(
+                f"{label} is truncated or corrupt and cannot be decoded: re-export or re-upload "
+                "it."
+            ) from exc
         raise InputError(
             f"{label} is not an image in a format this app can read: "
             "upload a JPEG, PNG, WebP, TIFF, BMP or GIF file."
@@ -152,22 +210,17 @@ def _open_and_decode(src: Path | io.BytesIO | Image.Image, label: str, limit: in
         ) from exc
 
 
-def _decode(im: Image.Image, label: str, limit: int) -> LoadedImage:
+def _decode(im: Image.Image, label: str, limits: tuple[int, float | None]) -> LoadedImage:
     """Size check (header only), EXIF, first frame, orientation, mode conversion."""
     width, height = im.size
-    if width <= 0 or height <= 0:
-        raise InputError(f"{label} has no pixels ({width}x{height}).")
-    if width * height > limit:
-        raise InputError(
-            f"{label} is {width}x{height} pixels ({width * height / 1e6:.1f} MP); "
-            f"the limit is {limit / 1e6:g} MP: resize it first."
-        )
+    check_dimensions(width, height, label, *limits)
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    im.load()  # decode errors surface here; EXIF is read after (a PNG's eXIf may follow IDAT,
+    # and a getexif() that hits a corrupt stream would otherwise leave a half-decoded image)
     exif = _read_exif(im, label)
     focal = _focal_35mm(exif)
     orientation = _as_int(exif.get(TAG_ORIENTATION)) if exif is not None else None
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
-    im.load()
     original_mode = im.mode
     applied = False
     if orientation in range(2, 9):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from depthweb.errors import InputError
+from depthweb.errors import DepthwebError, InputError
+from depthweb.imaging import display_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +84,21 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """File-system failures (an output folder that is a file, a full disk, a name too long)
+    become one-sentence :class:`DepthwebError`s."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except OSError as exc:
+            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
+            raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
+
+    return wrapper
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
@@ -103,14 +121,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"error: {o.error}", file=sys.stderr)
         else:
             r = o.result
-            print(f"{o.path.name}: {r.kind} {r.width}x{r.height} -> {o.files[0].with_suffix('')}.*")
+            target = display_name(str(o.files[0].with_suffix("")))
+            print(f"{display_name(o.path.name)}: {r.kind} {r.width}x{r.height} -> {target}.*")
     return 1 if failed else 0
 
 
+@_file_errors
 def cmd_stereo(args: argparse.Namespace) -> int:
     from depthweb.imaging import load_image
     from depthweb.models.stereo import StereoCalib, stereo_depth
-    from depthweb.services.export import atomic_write_bytes, npy_bytes, write_outputs
+    from depthweb.services.export import npy_bytes, write_outputs
 
     if args.calib is not None:
         calib = StereoCalib.from_middlebury(args.calib)
@@ -121,10 +141,11 @@ def cmd_stereo(args: argparse.Namespace) -> int:
     out = stereo_depth(load_image(args.left), load_image(args.right), calib)
     stem = args.left.stem
     files = write_outputs(out.depth, args.out, stem,
-                          extra={"input": [args.left.name, args.right.name]})
-    disp_path = args.out / f"{stem}_disparity.npy"
-    atomic_write_bytes(disp_path, npy_bytes(out.disparity))
+                          extra={"input": [args.left.name, args.right.name]},
+                          more={"_disparity.npy": npy_bytes(out.disparity)})
+    disp_path = files[-1]
     r = out.depth
-    print(f"{stem}: metric_depth {r.width}x{r.height}, valid {r.valid_fraction:.1%} "
-          f"-> {files[0].with_suffix('')}.*, {disp_path.name}")
+    print(f"{display_name(stem)}: metric_depth {r.width}x{r.height}, valid "
+          f"{r.valid_fraction:.1%} -> {display_name(str(files[0].with_suffix('')))}.*, "
+          f"{display_name(disp_path.name)}")
     return 0

@@ -1,5 +1,5 @@
 """Review-platform commands: ``db upgrade``, ``db gc``, ``users add``, ``users list``,
-``import``, ``pseudo-label``, ``export``.
+``import``, ``import-depth``, ``pseudo-label``, ``export``.
 
 The database URL and the data directory (blob store) come from the settings
 (``DEPTHWEB_DATABASE_URL``, ``DEPTHWEB_DATA_DIR``) for every command. Commands act as the local
@@ -38,7 +38,9 @@ def _one_line_errors(fn: Command) -> Command:
                 "DEPTHWEB_DATABASE_URL and run `depthweb db upgrade`."
             ) from exc
         except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
+            from depthweb.imaging import display_name
+
+            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
             raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
 
     return wrapper
@@ -69,6 +71,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--dataset", required=True, help="dataset name (created when missing)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("import-depth",
+                       help="import ground-truth depth (.npy metres or 16-bit .png) for images")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="depth files or folders; each file is named after its image")
+    p.add_argument("--dataset", required=True, help="the dataset holding the images")
+    p.add_argument("--png-scale", type=float, default=0.001,
+                   help="metres per PNG unit (default 0.001: millimetres; KITTI: 0.00390625)")
+    p.add_argument("--focal-px", type=float, help="focal length in pixels, when known")
+    p.set_defaults(func=cmd_import_depth)
 
     p = sub.add_parser("pseudo-label", help="run a teacher model over a dataset (resumable)")
     p.add_argument("--dataset", required=True)
@@ -178,9 +190,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     with _context() as ctx, _bar(f"import {args.dataset}") as bar:
         report = import_images(ctx, args.paths, dataset=args.dataset, user=SYSTEM,
                                progress=_ticker(bar))
-    for name, reason in report.failed:
+    _print_failures(report.failed)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _print_failures(failed: list[tuple[str, str]]) -> None:
+    for name, reason in failed:
         print(f"error: {reason}" if name in reason else f"error: {name}: {reason}",
               file=sys.stderr)
+
+
+@_one_line_errors
+def cmd_import_depth(args: argparse.Namespace) -> int:
+    from depthweb.services.review.groundtruth import import_ground_truth
+    from depthweb.store import SYSTEM
+
+    with _context() as ctx:
+        report = import_ground_truth(ctx, args.paths, dataset=args.dataset, user=SYSTEM,
+                                     png_scale=args.png_scale, focal_px=args.focal_px)
+    _print_failures(report.failed)
+    for name in report.kept:
+        print(f"note: {name} was stored but its task was already reviewed, so it keeps its "
+              "label.", file=sys.stderr)
     print(report.summary())
     return 1 if report.failed else 0
 
@@ -196,9 +228,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=args.device, uncertainty=args.uncertainty,
             second_weights=args.second_weights, limit=args.limit, progress=_ticker(bar),
         )
-    for name, reason in report.failed:
-        print(f"error: {reason}" if name in reason else f"error: {name}: {reason}",
-              file=sys.stderr)
+    _print_failures(report.failed)
     print(report.summary())
     return 1 if report.failed else 0
 

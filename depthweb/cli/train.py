@@ -32,7 +32,9 @@ def _one_line_errors(fn: Command) -> Command:
         try:
             return fn(args)
         except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
+            from depthweb.imaging import display_name
+
+            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
             raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
 
     return wrapper

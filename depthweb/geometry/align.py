@@ -103,6 +103,9 @@ def _anchor_values(
     h, w = pred.shape
     values, truths = [], []
     for u, v, true_depth in anchors:
+        u, v, true_depth = float(u), float(v), float(true_depth)
+        if not (math.isfinite(u) and math.isfinite(v)):
+            raise InputError(f"Anchor ({u}, {v}) needs a finite pixel column and row.")
         col, row = round(float(u)), round(float(v))
         if not (0 <= col < w and 0 <= row < h):
             raise InputError(f"Anchor ({col}, {row}) is outside the {w}x{h} image.")

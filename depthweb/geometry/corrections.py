@@ -193,6 +193,8 @@ def parse_pairs(payload: Mapping[str, Any]) -> list[tuple[float, float, float, f
 
 def _pixel(label: LabelMap, u: float, v: float) -> tuple[int, int]:
     h, w = label.shape
+    if not (math.isfinite(u) and math.isfinite(v)):
+        raise InputError(f"Point ({u}, {v}) needs a finite pixel column and row.")
     col, row = round(u), round(v)
     if not (0 <= col < w and 0 <= row < h):
         raise InputError(f"Point ({col}, {row}) is outside the {w}x{h} image.")

@@ -85,12 +85,12 @@ def align_prediction(
     if kind is DepthKind.METRIC_DEPTH:
         scale, shift, depth = 1.0, 0.0, pred.copy()
     elif kind is DepthKind.RELATIVE_DEPTH:
-        scale, shift = fit_scale_shift(pred, gt, fit_mask)
+        scale, shift = _fit_or_mean(pred, gt, fit_mask)
         depth = scale * pred + shift
     else:
         with np.errstate(divide="ignore"):
             target = np.where(fit_mask, 1.0 / gt, np.nan)
-        scale, shift = fit_scale_shift(pred, target, fit_mask)
+        scale, shift = _fit_or_mean(pred, target, fit_mask)
         disparity = scale * pred + shift
         with np.errstate(divide="ignore", invalid="ignore"):
             depth = np.where(disparity > 0, 1.0 / disparity, max_depth)
@@ -98,6 +98,19 @@ def align_prediction(
     with np.errstate(invalid="ignore"):
         depth = np.clip(depth, min_depth, max_depth)
     return depth.astype(np.float32), float(scale), float(shift)
+
+
+def _fit_or_mean(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Least-squares scale and shift; for a (numerically) constant prediction the least-squares
+    answer is scale 0 and the mean target as the shift. Raises ``ValueError`` only when no
+    pixel is valid."""
+    try:
+        return fit_scale_shift(pred, target, mask)
+    except ValueError:
+        ok = mask & np.isfinite(pred) & np.isfinite(target)
+        if not ok.any():
+            raise
+        return 0.0, float(np.mean(target[ok]))
 
 
 def align_and_evaluate(

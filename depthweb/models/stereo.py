@@ -35,6 +35,8 @@ from depthweb.types import DepthKind, DepthResult, Intrinsics, IntrinsicsSource
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "stereo-sgbm"
+MAX_SIDE = 1_000_000
+"""Largest width, height or ndisp a calibration may state (pixels)."""
 MODES = {
     "sgbm": cv2.STEREO_SGBM_MODE_SGBM,
     "sgbm3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY,
@@ -71,6 +73,10 @@ class StereoCalib:
                 raise InputError(f"{self.name}: the {label} must be a positive number, got {v}.")
         if not math.isfinite(self.doffs_px):
             raise InputError(f"{self.name}: doffs must be a finite number, got {self.doffs_px}.")
+        for label, n in (("width", self.width), ("height", self.height), ("ndisp", self.ndisp)):
+            if n is not None and not 0 < n <= MAX_SIDE:
+                raise InputError(f"{self.name}: {label}={n:.6g} must be a whole number of pixels "
+                                 f"between 1 and {MAX_SIDE}.")
 
     @classmethod
     def from_values(cls, focal_px: float, baseline_m: float, doffs: float = 0.0) -> StereoCalib:
@@ -302,6 +308,11 @@ def stereo_depth(
         raise InputError(
             f"{calib.name} describes {calib.width}x{calib.height} images but the pair is "
             f"{w}x{h}: use the calibration made for this resolution."
+        )
+    if calib.ndisp and calib.ndisp >= w:
+        raise InputError(
+            f"{calib.name} asks for {calib.ndisp} disparities but the pair is only {w} pixels "
+            "wide: use the calibration made for this resolution."
         )
     params = params or SGBMParams()
     t0 = time.perf_counter()

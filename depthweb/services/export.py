@@ -3,22 +3,28 @@
 For each stem: ``<stem>.npy`` (float32 HxW, NaN = invalid), ``<stem>.png`` (uint16,
 ``value = round((x - png_offset) / png_scale)``, 0 = invalid; ``png_offset`` is 0 unless a
 relative map has values <= 0), ``<stem>_color.png`` and ``<stem>.json``. Everything is encoded in
-memory first and each file is written atomically (temporary file, fsync, rename), so a failed
-input leaves nothing half-written.
+memory first, then every file of the set is written to a temporary sibling (fsync) and only
+then are they all renamed into place (:func:`write_files`): a failed input (an encoding error, a
+full disk, a file name too long for the file system) leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from depthweb.fsutil import atomic_write_bytes
+from depthweb.fsutil import atomic_write_bytes  # noqa: F401 (re-exported for the services)
 from depthweb.types import DepthResult
 
 PNG_MAX = 65535
+NAME_MAX = 255
+"""Longest file name (bytes) the usual file systems (ext4, XFS, APFS, NTFS) accept."""
 METRIC_PNG_SCALE = 0.001  # millimetres, the NYU convention, while the range fits
 
 
@@ -83,15 +89,47 @@ def encode_outputs(
     }
 
 
-def write_outputs(result: DepthResult, out_dir: Path, stem: str, **kwargs) -> list[Path]:
-    """Encode everything, then write each file atomically; returns the written paths."""
-    blobs = encode_outputs(result, **kwargs)
-    paths = []
-    for suffix, data in blobs.items():
-        path = Path(out_dir) / f"{stem}{suffix}"
-        atomic_write_bytes(path, data)
-        paths.append(path)
-    return paths
+def write_outputs(
+    result: DepthResult, out_dir: Path, stem: str, *, more: dict[str, bytes] | None = None,
+    **kwargs,
+) -> list[Path]:
+    """Encode everything, then write the files all or nothing; returns the written paths.
+
+    ``more``: extra suffix -> bytes written in the same set (e.g. ``_disparity.npy``).
+    """
+    blobs = {**encode_outputs(result, **kwargs), **(more or {})}
+    files = {Path(out_dir) / f"{stem}{suffix}": data for suffix, data in blobs.items()}
+    write_files(files)
+    return list(files)
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    """Write a set of files so that a failure changes none of them.
+
+    Names are checked first (an over-long name raises ``OSError(ENAMETOOLONG)`` before anything
+    is written); each file goes to a short hidden temporary sibling (fsync), and only when all
+    of them are written are they renamed into place. Temporary files never outlive a failure.
+    """
+    for path in files:
+        if len(os.fsencode(path.name)) > NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".dw-", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        while temps:
+            tmp, path = temps[0]
+            os.replace(tmp, path)
+            temps.pop(0)
+    finally:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def decode_png16(png_path: Path, sidecar: dict) -> np.ndarray:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from depthweb.config import Settings, get_settings
-from depthweb.errors import DepthwebError
+from depthweb.errors import DepthwebError, InputError
 from depthweb.geometry.intrinsics import resolve_intrinsics
-from depthweb.imaging import LoadedImage, load_image
+from depthweb.imaging import LoadedImage, check_dimensions, display_name, load_image
 from depthweb.models.registry import load_backend
 from depthweb.services.export import write_outputs
 from depthweb.types import DepthResult, Intrinsics
@@ -65,10 +65,16 @@ def predict_images(
     device: str | None = None,
     settings: Settings | None = None,
 ) -> list[DepthResult]:
-    """Predict depth for decoded images with one batched call of the model."""
+    """Predict depth for decoded images with one batched call of the model.
+
+    Every image is checked first (RGB uint8, pixel limit, aspect ratio): arrays handed to the
+    Python API get the same one-sentence refusals as decoded files.
+    """
     settings = settings or get_settings()
     camera = camera or CameraHint()
     loaded = [im if isinstance(im, LoadedImage) else _from_array(im) for im in images]
+    for im in loaded:
+        check_dimensions(im.width, im.height, im.name, settings.max_pixels)
     backend = load_backend(model, weights, device=device, settings=settings)
     t0 = time.perf_counter()
     intr = [camera.intrinsics_for(im, settings) for im in loaded]
@@ -80,8 +86,11 @@ def predict_images(
 
 
 def _from_array(rgb: np.ndarray) -> LoadedImage:
+    if not isinstance(rgb, np.ndarray):
+        raise InputError(f"Expected an RGB uint8 (H, W, 3) array or an image file, got "
+                         f"{type(rgb).__name__}.")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise DepthwebError(f"Expected an RGB uint8 (H, W, 3) array, got {rgb.dtype} {rgb.shape}.")
+        raise InputError(f"Expected an RGB uint8 (H, W, 3) array, got {rgb.dtype} {rgb.shape}.")
     return LoadedImage(rgb=np.ascontiguousarray(rgb), name="array", exif_focal_35mm=None,
                        original_mode="RGB", orientation_applied=False)
 
@@ -128,7 +137,8 @@ def predict_files(
         except DepthwebError as exc:
             outcome.error = str(exc)
         except OSError as exc:
-            outcome.error = f"{Path(path).name}: could not write outputs ({exc.strerror or exc})."
+            outcome.error = (f"{display_name(Path(path).name)}: could not write outputs "
+                             f"({exc.strerror or exc}).")
         outcomes.append(outcome)
         if on_progress:
             on_progress(outcome)

@@ -20,7 +20,7 @@ from depthweb.errors import DepthwebError, InputError
 from depthweb.geometry.align import fit_scale_shift
 from depthweb.geometry.backproject import depth_to_disparity, disparity_to_depth
 from depthweb.services import visuals
-from depthweb.services.export import atomic_write_bytes, npy_bytes, write_outputs
+from depthweb.services.export import npy_bytes, write_outputs
 from depthweb.services.predict import CameraHint
 from depthweb.services.studio import PredictFn, Progress, _noop, decode_photo, photo_stem
 from depthweb.types import DepthKind, DepthResult
@@ -148,9 +148,8 @@ def run_stereo(
     t0 = time.perf_counter()
     shape = visuals.shape_depth(shown)
     figure = visuals.mesh_figure(shape, left.rgb, shown, f"{shown.model}")
-    files = write_outputs(stereo, out_dir, stem, extra={"input": [left.name, right.name]})
-    files.append(out_dir / f"{stem}_disparity.npy")
-    atomic_write_bytes(files[-1], npy_bytes(out.disparity))
+    files = write_outputs(stereo, out_dir, stem, extra={"input": [left.name, right.name]},
+                          more={"_disparity.npy": npy_bytes(out.disparity)})
     if fused is not None:
         files += write_outputs(fused, out_dir, f"{stem}_fused")[:1]
     files += visuals.write_mesh_files(shape, left.rgb, shown, out_dir, stem)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 PredictFn = Callable[..., list[DepthResult]]
 SLIDER_MAX_SIDE = 1600
+MAX_ANCHORS = 1000
 """The slider shows at most this many pixels on the longer side (downloads are full size)."""
 
 
@@ -347,4 +348,10 @@ def parse_anchors(text: str | None) -> list[tuple[float, float, float]]:
         raise InputError(
             "Anchors must be JSON like [[u, v, depth_m], ...] with pixel column u and row v."
         ) from exc
+    if len(anchors) > MAX_ANCHORS:
+        raise InputError(f"Give at most {MAX_ANCHORS} anchors (got {len(anchors)}).")
+    for u, v, z in anchors:
+        if not all(math.isfinite(x) for x in (u, v, z)) or z <= 0:
+            raise InputError(f"Anchor [{u:g}, {v:g}, {z:g}] needs a finite pixel column and row "
+                             "and a positive depth in metres.")
     return anchors

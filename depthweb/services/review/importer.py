@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 
 from depthweb.errors import InputError
-from depthweb.imaging import load_image
+from depthweb.imaging import display_name, load_image
 from depthweb.services.review.context import ReviewContext
 from depthweb.store.auth import Actor, require_role
 from depthweb.store.models import Dataset, Role
@@ -176,9 +176,20 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def stored_name(name: str) -> str:
+    """The file name as the database keeps it: verbatim, except that bytes which are not UTF-8
+    (a non-UTF-8 file name on disk) become U+FFFD, as no database can store them."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def ensure_dataset(ctx: ReviewContext, name: str, user: Actor) -> Dataset:
     """The dataset called ``name``, created (by an admin) when missing."""
     require_role(user, Role.ADMIN)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a non-UTF-8 command-line byte or a lone surrogate
+        raise InputError(f"The dataset name {display_name(name)!r} is not valid Unicode text; "
+                         "type it again.") from exc
     try:
         with ctx.session() as s:
             return get_dataset(s, name.strip()) or create_dataset(session=s, user=user, name=name)
@@ -206,7 +217,7 @@ def _import_one(
         image, created = add_image(
             session=s, user=user, dataset_id=dataset_id, blob=ref, store=ctx.store,
             width=loaded.width, height=loaded.height,
-            exif_focal_35mm=loaded.exif_focal_35mm, original_filename=item.name,
+            exif_focal_35mm=loaded.exif_focal_35mm, original_filename=stored_name(item.name),
         )
     if created:
         report.added += 1
@@ -229,21 +240,25 @@ def import_images(
     of any of these (e.g. browser uploads) into ``dataset`` (created when missing).
 
     ``user`` must be an admin (the CLI passes ``SYSTEM``). Returns counts and the unreadable
-    files; raises :class:`InputError` only for a zip that is refused as a whole.
+    files; raises :class:`InputError` (before the dataset is created) for a zip that is refused
+    as a whole and when the sources hold no file at all (an empty folder or zip).
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
-    ds = ensure_dataset(ctx, dataset, user)
-    report = ImportReport(ds.name)
+    require_role(user, Role.ADMIN)
     with ExitStack() as stack:
         items = _items(sources, stack, max_file_bytes, max_zip_bytes)
+        if not items:
+            names = ", ".join(display_name(Path(s).name) for s in sources[:3]) or "nothing"
+            raise InputError(f"No files to import were found in {names}; nothing was imported.")
+        ds = ensure_dataset(ctx, dataset, user)
+        report = ImportReport(ds.name)
         for done, item in enumerate(items, start=1):
             try:
                 _import_one(ctx, item, ds.id, user, report)
             except (_Unreadable, InputError) as exc:
-                reason = str(exc)
-                if isinstance(exc, _Unreadable):
-                    reason = f"{item.name} {reason}."
-                report.failed.append((item.name, reason))
+                name = display_name(item.name)
+                reason = f"{name} {exc}." if isinstance(exc, _Unreadable) else str(exc)
+                report.failed.append((name, reason))
                 log.info("import: %s", reason)
             if progress is not None:
                 progress(done, len(items), item.name)

@@ -119,8 +119,9 @@ def image_rgb(store: BlobStore, image: Image) -> np.ndarray:
     from depthweb.imaging import load_image
 
     data = store.get_bytes(BlobRef.from_row(image.blob))
+    # Stored images were checked when imported; the aspect limit may be newer than the image.
     return load_image(data, name=image.original_filename or "image",
-                      max_pixels=max(image.width * image.height, 1)).rgb
+                      max_pixels=max(image.width * image.height, 1), max_aspect=None).rgb
 
 
 def clean_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def submit_review(
     person = require_person(user, *REVIEW_ROLES)
     decision = Decision(decision)
     reasons = _clean_reasons(reasons)
+    if len(note or "") > MAX_NOTE_CHARS:
+        raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
     if decision is Decision.REJECT and not reasons:
         raise InputError("Pick at least one reason tag when rejecting a label.")
     task = load_for_update(session, task_id, expected_version)
@@ -103,7 +105,7 @@ def submit_review(
     task = bump_task(session, task_id=task_id, expected_version=expected_version, **values)
     payload: dict[str, Any] = {"reasons": reasons}
     if note:
-        payload["note"] = note[:MAX_NOTE_CHARS]
+        payload["note"] = note
     rev = append_revision(
         session, task, author_id=person.id, action=decision.value, payload=payload
     )
@@ -250,6 +252,8 @@ def adjudicate(
     """Admin's final decision (typically on a submitted task whose reviews disagree)."""
     person = require_person(user, Role.ADMIN)
     decision = Decision(decision)
+    if len(note or "") > MAX_NOTE_CHARS:
+        raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
     task = load_for_update(session, task_id, expected_version)
     if task.is_gold:
         raise InvalidActionError(f"Task {task_id} is a gold task; set its gold answer instead.")
@@ -267,6 +271,6 @@ def adjudicate(
         task,
         author_id=person.id,
         action=Action.ADJUDICATE.value,
-        payload={"decision": decision.value, "note": note[:MAX_NOTE_CHARS]},
+        payload={"decision": decision.value, "note": note or ""},
     )
     return task
