@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from depthweb import __version__
 from depthweb.errors import DepthwebError
+from depthweb.logsafe import install_redaction, redact
 
 log = logging.getLogger("depthweb")
 
@@ -41,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_redaction()  # tokens and database passwords never reach the terminal
     try:
         return int(args.func(args) or 0)
     except DepthwebError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,10 +2,11 @@
 disagreements, gold tasks, N reviews per task, users, and the import / pseudo-label / export jobs.
 
 Everything is checked server-side (admins only, in :mod:`depthweb.services.review.admin`); the
-tab is shown to everyone who is logged in. API endpoints: ``admin_overview``,
-``admin_adjudicate``, ``admin_gold``, ``admin_reviews_per_task``, ``admin_users``,
-``admin_add_user``, ``admin_set_user``, ``admin_import``, ``admin_pseudo_label``,
-``admin_export``.
+tab is shown to admins only (cosmetic). Names typed by users (datasets, files, exports) are
+escaped wherever they are rendered as Markdown (:func:`~depthweb.ui.common.md_inline`). API
+endpoints: ``admin_overview``, ``admin_adjudicate``, ``admin_gold``, ``admin_reviews_per_task``,
+``admin_users``, ``admin_add_user``, ``admin_set_user``, ``admin_import``,
+``admin_pseudo_label``, ``admin_export``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from depthweb.services.review.exporter import FILTERS
 from depthweb.services.review.session import user_role
 from depthweb.services.studio import model_choices
 from depthweb.ui.auth import ReviewApp
-from depthweb.ui.common import GPU_QUEUE, user_errors
+from depthweb.ui.common import GPU_QUEUE, md_inline, user_errors
 
 COUNT_HEADERS = ["status", "tasks"]
 REVIEWER_HEADERS = ["reviewer", "reviews", "approve", "reject", "agreement", "gold reviews",
@@ -196,8 +197,8 @@ def build(app: ReviewApp) -> None:
         with user_errors("import the images"):
             report = svc.run_import(ctx, who(request, profile), list(paths or []), ds,
                                     progress=_progress(progress, "importing"))
-        failed = "".join(f"\n- {n}: {r}" for n, r in report.failed[:20])
-        return f"**Import**: {report.summary()}{failed}"
+        failed = "".join(f"\n- {md_inline(n)}: {md_inline(r)}" for n, r in report.failed[:20])
+        return f"**Import**: {md_inline(report.summary())}{failed}"
 
     do_import.click(admin_import, [files, import_ds], [job], api_name="admin_import")
 
@@ -210,7 +211,7 @@ def build(app: ReviewApp) -> None:
                 ctx, who(request, profile), ds, model_name, weights=weights_path or None,
                 batch_size=int(batch_size or 4), uncertainty=mode or "flip",
                 limit=int(at_most or 0) or None, progress=_progress(progress, "labelling"))
-        return f"**Pseudo-label**: {report.summary()}"
+        return f"**Pseudo-label**: {md_inline(report.summary())}"
 
     do_label.click(admin_pseudo_label, [dataset, model, weights, batch, uncertainty, limit],
                    [job], api_name="admin_pseudo_label", **GPU_QUEUE)
@@ -221,7 +222,8 @@ def build(app: ReviewApp) -> None:
         with user_errors("export the dataset"):
             report = svc.run_export(ctx, who(request, profile), ds, folder, filt or "best",
                                     progress=_progress(progress, "exporting"))
-        return f"**Export**: {report.summary()} (sha256 {report.manifest_sha256[:12]}...)"
+        return (f"**Export**: {md_inline(report.summary())} "
+                f"(sha256 {report.manifest_sha256[:12]}...)")
 
     do_export.click(admin_export, [dataset, export_filter, export_name], [job],
                     api_name="admin_export")

@@ -8,14 +8,12 @@ written to per-request folders under ``settings.output_dir`` and deleted after
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from depthweb.config import Settings, get_settings
 from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab
 from depthweb.ui.auth import review_launch_kwargs
-from depthweb.ui.common import CSS, Context
+from depthweb.ui.common import CSS, Context, served_paths
 from depthweb.ui.review_tab import add_review_tabs
 
 HEADER = """# depthweb Studio
@@ -48,12 +46,11 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 def launch_kwargs(settings: Settings | None = None) -> dict:
     """Keyword arguments for ``demo.launch()``: theme, CSS, upload limit, served paths."""
     settings = settings or get_settings()
-    out = Path(settings.output_dir).expanduser()
     return {
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="purple"),
         "css": CSS,
         "max_file_size": f"{int(settings.max_upload_mb)}mb",
-        "allowed_paths": [str(out)],
+        **served_paths(settings),  # the output folder; data dir and database blocked
         "show_error": False,
         **review_launch_kwargs(settings),  # login (auth=) when the review feature is on
     }

@@ -34,7 +34,7 @@ from threading import Lock
 import gradio as gr
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
@@ -119,15 +119,34 @@ _cache: dict[tuple[str, str], ReviewApp | None] = {}
 _cache_lock = Lock()
 
 
-def _open(settings: Settings, mode: str) -> ReviewApp | None:
-    if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
-        return None
+def _bad_url(exc: Exception) -> DepthwebError:
+    """An unusable DEPTHWEB_DATABASE_URL, said without repeating it (it may hold a password;
+    the original error is not chained for the same reason)."""
+    return DepthwebError(
+        f"DEPTHWEB_DATABASE_URL is not a usable database URL ({type(exc).__name__}); write it "
+        "as sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB.")
+
+
+def _context(settings: Settings, mode: str) -> ReviewContext | None:
+    """The review context, or None (mode ``auto``) when the database cannot be used."""
     try:
-        ctx = ReviewContext.from_settings(settings)
-    except DepthwebError:
+        if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
+            return None
+        return ReviewContext.from_settings(settings)
+    except (ArgumentError, ValueError, ImportError) as exc:  # no URL, dialect or driver
+        if mode == "on":
+            raise _bad_url(exc) from None
+        log.warning("review tabs off: %s", _bad_url(exc))
+    except DepthwebError as exc:
         if mode == "on":
             raise
-        log.warning("review tabs off: the database is not ready (run `depthweb db upgrade`)")
+        log.warning("review tabs off: %s", exc)
+    return None
+
+
+def _open(settings: Settings, mode: str) -> ReviewApp | None:
+    ctx = _context(settings, mode)
+    if ctx is None:
         return None
     try:
         n_users = _count_users(ctx)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import os
+import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
+from depthweb.logsafe import install_redaction, redact
 from depthweb.services.studio import ModelChoice, model_choices
 from depthweb.services.workspace import Workspace
 
@@ -21,6 +28,30 @@ GPU_QUEUE = {"concurrency_id": "gpu", "concurrency_limit": 1}
 """Event options for every handler that runs a model: one shared queue, one at a time."""
 
 NO_MODEL = "none"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~!])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+=-]|\d+(?=[.)]))")
+
+
+def html_text(text: object) -> str:
+    """User text made literal in HTML (Gradio renders toast messages as sanitised HTML)."""
+    return html.escape(str(text), quote=False)
+
+
+def md_escape(text: object) -> str:
+    """User text made inert for gr.Markdown: HTML escaped, every Markdown character
+    backslashed (safe anywhere, also at the start of a line or in a table cell)."""
+    return _MD_SPECIAL.sub(r"\\\1", html_text(text))
+
+
+def md_inline(text: object) -> str:
+    """User text made inert inside one line of gr.Markdown: HTML escaped, line breaks
+    flattened, and the characters that open inline Markdown (emphasis, code, links, images,
+    tables) backslashed, as is a leading heading / list marker (the text may start a list
+    item); paths and sentences keep their ``/ - . ( )`` unchanged."""
+    flat = _MD_INLINE.sub(r"\\\1", " ".join(html_text(text).splitlines()))
+    return _MD_LINE_START.sub(lambda m: f"{m[1]}{m[2]}\\" if m[2].isdigit()
+                              else f"{m[1]}\\{m[2]}", flat)
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -46,6 +77,7 @@ class Context:
     def create(cls, settings: Settings) -> Context:
         from depthweb.services.predict import predict_images
 
+        install_redaction()  # the app is built after its logging is configured
         return cls(settings, Workspace.from_settings(settings), model_choices(settings),
                    on_gpu(predict_images))
 
@@ -77,8 +109,10 @@ class Context:
 def user_errors(action: str) -> Iterator[None]:
     """Turn library errors into one-sentence ``gr.Error`` popups; the app keeps serving.
 
-    :class:`DepthwebError` messages are already user sentences. Anything unexpected is logged
-    with its traceback and reported as a generic sentence naming ``action``.
+    :class:`DepthwebError` messages are already user sentences (secrets masked and HTML escaped
+    here: they may quote what the user typed, and Gradio shows them as HTML). Anything
+    unexpected is logged with its traceback and reported as a generic sentence naming
+    ``action``.
     """
     try:
         yield
@@ -86,7 +120,7 @@ def user_errors(action: str) -> Iterator[None]:
         raise
     except DepthwebError as exc:
         log.info("%s: %s", action, exc)
-        raise gr.Error(str(exc), print_exception=False) from exc
+        raise gr.Error(html_text(redact(exc)), print_exception=False) from exc
     except Exception as exc:
         log.exception("unexpected error while trying to %s", action)
         raise gr.Error(f"Could not {action} because of an internal error "
@@ -114,6 +148,58 @@ def file_by_suffix(files: list[Path], suffix: str) -> str | None:
 def optional_number(value: float | None) -> float | None:
     """Gradio numbers: ``None`` or 0 mean "not given"."""
     return None if value in (None, "") or value == 0 else float(value)
+
+
+def served_folders(settings: Settings) -> dict[str, Path]:
+    """Every folder Gradio serves files from with these settings: the output folder
+    (``allowed_paths``), Gradio's temp dir (uploads and copies of outputs) and its cached
+    examples (relative to the working directory)."""
+    temp = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    examples = os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples"
+    return {"DEPTHWEB_OUTPUT_DIR": Path(settings.output_dir), "GRADIO_TEMP_DIR": Path(temp),
+            "GRADIO_EXAMPLES_CACHE": Path(examples)}
+
+
+def private_paths(settings: Settings) -> dict[str, Path]:
+    """What must never be served: the data dir (blob store, students, exports, runs), the
+    SQLite database file (when it lives elsewhere) and the code."""
+    private = {"the data dir (DEPTHWEB_DATA_DIR)": Path(settings.data_dir),
+               "the code": Path(__file__).resolve().parents[1]}
+    try:
+        url = make_url(settings.resolved_database_url)
+    except (ArgumentError, ValueError):
+        return private  # reported where the database is opened
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        private["the database file"] = Path(url.database)
+    return private
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.expanduser().resolve().is_relative_to(folder.expanduser().resolve())
+
+
+def served_paths(settings: Settings) -> dict:
+    """``allowed_paths`` and ``blocked_paths`` for ``launch()``: only the output folder is
+    added to what Gradio serves; the data dir and the SQLite file with its ``-wal``, ``-shm``
+    and ``-journal`` siblings are blocked (so no handler output from there is ever copied
+    out). Raises :class:`DepthwebError` when a private path lies inside a served folder or
+    the data dir and a served folder overlap."""
+    served, private = served_folders(settings), private_paths(settings)
+    data_dir = Path(settings.data_dir)
+    for what, path in private.items():
+        for var, folder in served.items():
+            if _inside(path, folder) or (path == data_dir and _inside(folder, path)):
+                raise DepthwebError(
+                    f"{what} ({path}) and the served folder {var} ({folder}) overlap, so the "
+                    "web app could serve private files; move one of them (the defaults keep "
+                    "them apart).")
+    blocked = [str(data_dir.expanduser().resolve())]
+    db = private.get("the database file")
+    if db is not None:
+        db = db.expanduser().resolve()
+        blocked += [str(db)] + [f"{db}{suffix}" for suffix in ("-wal", "-shm", "-journal")]
+    return {"allowed_paths": [str(Path(settings.output_dir).expanduser())],
+            "blocked_paths": blocked}
 
 
 CSS = """

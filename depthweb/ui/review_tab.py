@@ -12,8 +12,6 @@ the repository check the role. API endpoints: ``review_next``, ``review_open``,
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -27,18 +25,12 @@ from depthweb.services.review.admin import dataset_names
 from depthweb.store import StaleRevisionError
 from depthweb.ui import admin_tab
 from depthweb.ui.auth import ReviewApp, login_button, review_setup
-from depthweb.ui.common import user_errors
+from depthweb.ui.common import html_text, md_escape, user_errors
 
 ANCHOR, PAIR = "Scale anchor", "Ordinal pair (click closer A, then farther B)"
 HISTORY_HEADERS = ["version", "when", "who", "action", "details"]
 ANCHOR_HEADERS = ["x (px)", "y (px)", "true depth (m)"]
 PAIR_HEADERS = ["closer x", "closer y", "farther x", "farther y"]
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
-
-
-def md_escape(text: object) -> str:
-    """User text made inert for gr.Markdown: HTML escaped, Markdown syntax backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True))
 
 
 @dataclass(frozen=True)
@@ -176,7 +168,7 @@ class ReviewHandlers:
             try:
                 version = do(name)
             except StaleRevisionError as exc:
-                gr.Warning(f"{exc} Your mask and points are still on the page.")
+                gr.Warning(f"{html_text(exc)} Your mask and points are still on the page.")
                 page = svc.open_page(self.ctx, name, int(task_id))
                 status = (f"Not saved: task {task_id} changed meanwhile (now version "
                           f"{page.version}). It was reloaded; check it and save again.")

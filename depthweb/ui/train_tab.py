@@ -16,7 +16,7 @@ from depthweb.services import train as svc
 from depthweb.services.evaluation import comparison_rows
 from depthweb.services.review.session import user_role
 from depthweb.ui.auth import ReviewApp
-from depthweb.ui.common import user_errors
+from depthweb.ui.common import md_inline, user_errors
 
 COMPARE_HEADERS = ["role", "model", "dataset", "frames", "AbsRel", "RMSE", "delta1", "delta2",
                    "delta3"]
@@ -38,15 +38,16 @@ def add_train_tab(app: ReviewApp) -> svc.TrainManager:
 
 
 def status_markdown(state: svc.RunState | None) -> str:
-    """One paragraph about the run: phase, a text progress bar, loss, time, message."""
+    """One paragraph about the run: phase, a text progress bar, loss, time, message (the name
+    and message escaped: they can quote what a user typed)."""
     if state is None:
         return "No training run yet."
     frac = state.step / max(state.total_steps, 1)
     bar = "█" * round(20 * frac) + "░" * (20 - round(20 * frac))
     loss = "n/a" if state.loss is None else f"{state.loss:.4f}"
-    text = (f"**{state.name}**: {state.phase} · `{bar}` step {state.step}/{state.total_steps} "
-            f"· loss {loss} · {state.elapsed_s:.0f} s")
-    return text + (f"\n\n{state.message}" if state.message else "")
+    text = (f"**{md_inline(state.name)}**: {state.phase} · `{bar}` step "
+            f"{state.step}/{state.total_steps} · loss {loss} · {state.elapsed_s:.0f} s")
+    return text + (f"\n\n{md_inline(state.message)}" if state.message else "")
 
 
 def curve_frame(state: svc.RunState | None) -> pd.DataFrame:
