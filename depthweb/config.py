@@ -13,6 +13,9 @@
 - ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
 - ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
   users exist).
+- ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
+  beyond it a request is answered at once with Gradio's "queue is full" (HTTP 503) instead of
+  waiting without bound. ``0`` means no limit.
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -53,6 +56,7 @@ class Settings(BaseSettings):
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
     review: str = "auto"
+    queue_max_size: int = Field(default=100, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,6 +1,8 @@
 """The Studio app: Predict, Compare and Stereo tabs in one ``gr.Blocks``.
 
-Every model call goes through one queue (``concurrency_id="gpu"``, one at a time). Outputs are
+Every model call goes through one queue (``concurrency_id="gpu"``, one at a time); at most
+``settings.queue_max_size`` requests wait (more are refused at once with Gradio's "queue is
+full", so an overloaded app answers instead of letting clients wait without bound). Outputs are
 written to per-request folders under ``settings.output_dir`` and deleted after
 ``settings.output_max_age_min``; Gradio's own copies of them are deleted on the same schedule
 (``delete_cache``).
@@ -39,7 +41,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             review = add_review_tabs(settings)  # Review + Admin, when review is on
             if review is not None:
                 train_tab.add_train_tab(review)  # admins only
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=4, max_size=settings.queue_max_size or None)
     return demo
 
 
