@@ -1,6 +1,9 @@
 """Studio start-up and per-request overhead, against baselines measured in the same run.
 
-1. Start-up, each in a fresh Python process (alternating, ``--runs`` each): the baseline imports
+0. Start to first response (:mod:`bench.first_response`): ``python app.py`` in a fresh
+   process until the first HTTP 200 on ``/`` and the first answered ``/predict``, against a bare
+   Gradio app with the same three tabs launched the same way.
+1. Build only, each in a fresh Python process (alternating, ``--runs`` each): the baseline imports
    gradio and builds a Blocks with three empty tabs; depthweb imports ``depthweb.ui.app`` and
    builds the whole Studio (no model is loaded at build time; the model directory is empty).
 2. Work per predict request besides the model, on a real photo (the 1500x1000 Unsplash chess
@@ -9,6 +12,7 @@
    (``services.export.write_outputs``, what the CLI writes).
 
     python -m bench.bench_app_start [--runs 5]      # from the repo root; writes temp files only
+    python -m bench.bench_app_start --no-serve     # build-only and per-request parts only
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = REPO.parent / "shared" / "data" / "wild" / "randy-fath-G1yhU1Ej-9A-unsplash.jpg"
+from bench import first_response
+from bench.common import DATA, Row, Section, fmt_num, markdown_table, median, subprocess_env
+
+PHOTO = DATA / "wild" / "randy-fath-G1yhU1Ej-9A-unsplash.jpg"
 
 BASELINE = """
 import time; t = time.perf_counter()
@@ -48,8 +54,7 @@ print(time.perf_counter() - t)
 
 
 def _run(code: str) -> float:
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env, cwd=tempfile.gettempdir())
     return float(out.stdout.strip().splitlines()[-1])
@@ -90,12 +95,76 @@ def request_overhead(runs: int) -> tuple[list[float], list[float], tuple[int, in
     return base, ours, (w, h)
 
 
+def start_rows(runs: int) -> tuple[list[Row], list[list[str]]]:
+    """Summary rows and detail-table lines for start to first response."""
+    ours_all, base_all = first_response.measure(runs)
+    ours, base = first_response.medians(ours_all), first_response.medians(base_all)
+    bare = "bare gradio Blocks, 3 empty tabs, launched the same way"
+    rows = [
+        Row("app start: process start to first HTTP 200 on /", ours.http_s, base.http_s, "s",
+            baseline_name=bare, notes="python app.py"),
+        Row("app start: process start to first /predict answered", ours.predict_s,
+            base.predict_s, "s", baseline_name=bare + " (trivial /predict)",
+            notes="gradio_client; includes loading the tiny model on first use"),
+    ]
+    lines = [["first HTTP 200 on /", fmt_num(base.http_s), fmt_num(ours.http_s),
+              f"{ours.http_s / base.http_s:.2f}x"],
+             ["first /predict answered", fmt_num(base.predict_s), fmt_num(ours.predict_s),
+              f"{ours.predict_s / base.predict_s:.2f}x"]]
+    return rows, lines
+
+
+def render_rows(runs: int) -> tuple[Row, str]:
+    """The per-request row and its detail table."""
+    rb, ro, (w, h) = request_overhead(runs)
+    rb_m, ro_m = median(rb), median(ro)
+    row = Row(f"studio: per-request render, {w}x{h} photo, model excluded", ro_m, rb_m, "s",
+              baseline_name="raw exports only (write_outputs)",
+              notes="3D view, exports, GLB + PLY, normals, slider")
+    table = markdown_table(
+        [f"per request, {w}x{h} photo, model excluded (median)", "seconds"],
+        [["raw exports only: write_outputs (baseline)", fmt_num(rb_m)],
+         ["Studio render: 3D view, exports, GLB + PLY, normals, slider", fmt_num(ro_m)],
+         ["ratio", f"{ro_m / rb_m:.2f}x"]], "lr")
+    return row, table
+
+
+def run(quick: bool = False) -> Section:
+    """Summary rows and detail for ``python -m bench`` (quick: one run, no build-only part)."""
+    runs = 1 if quick else 3
+    rows, serve = start_rows(runs)
+    parts = [f"Fresh processes, {runs} run(s) each, alternating, medians.\n",
+             markdown_table(["start to first response (median s)", "bare gradio", "depthweb",
+                             "ratio"], serve, "lrrr")]
+    if not quick:  # build only: two more process launches per run
+        base, ours = startup(runs)
+        mb, mo = median(base), median(ours)
+        rows.append(Row("app start: import + build_app (no server)", mo, mb, "s",
+                        baseline_name="import gradio + Blocks with 3 empty tabs"))
+        parts += ["", markdown_table(["start-up, import + build only (median s)", "seconds"],
+                                     [["gradio import + 3 empty tabs (baseline)", fmt_num(mb)],
+                                      ["depthweb Studio import + build_app", fmt_num(mo)],
+                                      ["ratio", f"{mo / mb:.2f}x"]], "lr")]
+    if PHOTO.exists():
+        row, table = render_rows(2 if quick else 5)
+        rows.append(row)
+        parts += ["", table]
+    return Section("app_start", "App start to first response, and per-request Studio work",
+                   f"python -m bench.bench_app_start --runs {runs}", rows, "\n".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-serve", action="store_true",
+                        help="skip start to first response (launching servers)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
+    if not args.no_serve:
+        _, lines = start_rows(args.runs)
+        print("\n" + markdown_table(["start to first response (median s)", "bare gradio",
+                                     "depthweb", "ratio"], lines, "lrrr"))
     base, ours = startup(args.runs)
     mb, mo = statistics.median(base), statistics.median(ours)
     print("\n| start-up (fresh process, median) | seconds |\n|---|---|")

@@ -30,6 +30,7 @@ import trimesh
 from PIL import Image
 from scipy import ndimage
 
+from bench.common import Row, Section
 from depthweb.geometry.mesh import GLB_GRID, GridMesh, build_grid_mesh, mesh_to_plotly
 from depthweb.geometry.meshfile import write_glb
 from depthweb.types import Intrinsics, IntrinsicsSource
@@ -123,7 +124,8 @@ def plotly_row(mesh: GridMesh, base, runs: int) -> tuple[float, float, float, fl
     return t_ours, t_base, len(ours_json), len(base_json)
 
 
-def bench_size(width: int, height: int, dense: bool, runs: int) -> str:
+def bench_size(width: int, height: int, dense: bool, runs: int) -> dict[str, float]:
+    """Build and plotly timings (ms, medians) and payloads (bytes) for one size and scene."""
     depth, rgb, k = load_scene(width, height, dense)
     ours = build_grid_mesh(depth, rgb, k, max_vertices=None, jump_threshold=JUMP)
     base = baseline_mesh(depth, rgb, k)
@@ -136,13 +138,31 @@ def bench_size(width: int, height: int, dense: bool, runs: int) -> str:
         runs,
     )
     p_ours, p_base, b_ours, b_base = plotly_row(ours, base, max(3, runs // 5))
+    return {
+        "width": width, "height": height, "dense": dense, "vertices": ours.n_vertices,
+        "faces": ours.n_faces, "build_ms": t_ours, "build_cpu_ms": c_ours,
+        "base_ms": t_base, "base_cpu_ms": c_base, "plotly_ms": p_ours, "plotly_base_ms": p_base,
+        "plotly_bytes": b_ours, "plotly_base_bytes": b_base,
+    }
+
+
+def size_row(r: dict[str, float]) -> str:
     return (
-        f"| {width}x{height} | {'dense' if dense else 'sparse'} | {ours.n_vertices:,} | "
-        f"{ours.n_faces:,} | {t_ours:.1f} ({c_ours:.1f}) | {t_base:.1f} ({c_base:.1f}) | "
-        f"{t_base / t_ours:.1f}x | "
-        f"{b_ours / 1e6:.2f} | {b_base / 1e6:.2f} | {b_base / b_ours:.1f}x | "
-        f"{p_ours:.0f} | {p_base:.0f} |"
+        f"| {r['width']}x{r['height']} | {'dense' if r['dense'] else 'sparse'} | "
+        f"{r['vertices']:,} | {r['faces']:,} | {r['build_ms']:.1f} ({r['build_cpu_ms']:.1f}) | "
+        f"{r['base_ms']:.1f} ({r['base_cpu_ms']:.1f}) | {r['base_ms'] / r['build_ms']:.1f}x | "
+        f"{r['plotly_bytes'] / 1e6:.2f} | {r['plotly_base_bytes'] / 1e6:.2f} | "
+        f"{r['plotly_base_bytes'] / r['plotly_bytes']:.1f}x | "
+        f"{r['plotly_ms']:.0f} | {r['plotly_base_ms']:.0f} |"
     )
+
+
+SIZE_HEADER = (
+    "| mesh | depth | vertices | faces | ours ms (cpu) | baseline ms (cpu) | speed-up | "
+    "plotly MB ours | plotly MB baseline | smaller | plotly ms ours | plotly ms base |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+GLB_HEADER = "| layout | vertices | MB | write ms | check |\n|---|---:|---:|---:|---|"
 
 
 def coarse_fidelity(depth: np.ndarray, mesh: GridMesh, jump: float = JUMP) -> dict[str, float]:
@@ -185,20 +205,38 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / mse)) if mse > 0 else float("inf")
 
 
-def glb_rows(dense: bool, folder: Path) -> list[str]:
-    """GLB sizes for a 1024x768 map: trimesh's plain export against our layouts."""
+def check_glb(path: Path, mesh: GridMesh, texture: np.ndarray | None) -> str:
+    """Reload a written GLB with trimesh; assert the vertex count, measure the texture PSNR."""
+    loaded = trimesh.load(path)
+    distinct = len(
+        np.unique(np.concatenate([g.vertices for g in loaded.geometry.values()]), axis=0)
+    )
+    assert distinct == mesh.n_vertices, (distinct, mesh.n_vertices)
+    extra = "loads in trimesh, vertex count ok"
+    if texture is not None:
+        geom = next(iter(loaded.geometry.values()))
+        tex = np.asarray(geom.visual.material.baseColorTexture.convert("RGB"))
+        extra += f", texture PSNR {psnr(tex, texture):.1f} dB"
+    return extra
+
+
+def glb_rows(dense: bool, folder: Path) -> tuple[list[str], dict[str, int]]:
+    """GLB sizes for a 1024x768 map: trimesh's plain export against our layouts.
+
+    Returns markdown lines and the byte sizes by variant ("plain", "full", "jpeg", "png").
+    """
     depth, rgb, k = load_scene(1024, 768, dense)
     full = build_grid_mesh(depth, rgb, k, max_vertices=None)
     grid = build_grid_mesh(depth, rgb, k, max_vertices=GLB_GRID)
     plain = trimesh.Trimesh(full.vertices, full.faces, vertex_colors=full.colors, process=False)
     variants = [
-        ("trimesh export, full grid, uint32, vertex colours", None, None),
-        ("ours, full grid, uint16 chunks, vertex colours", full, None),
-        ("ours, 512x384 grid + 1024x768 JPEG q95 texture", grid, "jpeg"),
-        ("ours, 512x384 grid + 1024x768 PNG texture", grid, "png"),
+        ("plain", "trimesh export, full grid, uint32, vertex colours", None, None),
+        ("full", "ours, full grid, uint16 chunks, vertex colours", full, None),
+        ("jpeg", "ours, 512x384 grid + 1024x768 JPEG q95 texture", grid, "jpeg"),
+        ("png", "ours, 512x384 grid + 1024x768 PNG texture", grid, "png"),
     ]
-    rows = []
-    for name, mesh, fmt in variants:
+    rows, sizes = [], {}
+    for key, name, mesh, fmt in variants:
         path = folder / "m.glb"
         t0 = time.perf_counter()
         if mesh is None:
@@ -209,18 +247,8 @@ def glb_rows(dense: bool, folder: Path) -> list[str]:
             size = write_glb(mesh, path, texture=texture, texture_format=fmt or "jpeg")
             n_vertices = mesh.n_vertices
         ms = (time.perf_counter() - t0) * 1e3
-        extra = ""
-        if mesh is not None:
-            loaded = trimesh.load(path)
-            distinct = len(
-                np.unique(np.concatenate([g.vertices for g in loaded.geometry.values()]), axis=0)
-            )
-            assert distinct == mesh.n_vertices, (distinct, mesh.n_vertices)
-            extra = "loads in trimesh, vertex count ok"
-            if fmt:
-                geom = next(iter(loaded.geometry.values()))
-                tex = np.asarray(geom.visual.material.baseColorTexture.convert("RGB"))
-                extra += f", texture PSNR {psnr(tex, rgb):.1f} dB"
+        extra = "" if mesh is None else check_glb(path, mesh, rgb if fmt else None)
+        sizes[key] = size
         rows.append(f"| {name} | {n_vertices:,} | {size / 1e6:.2f} | {ms:.0f} | {extra} |")
     fid = coarse_fidelity(depth, grid)
     used = np.unique(full.faces).size / full.n_vertices
@@ -231,7 +259,7 @@ def glb_rows(dense: bool, folder: Path) -> list[str]:
         f"{fid['coverage']:.1%} of valid pixels lie in kept triangles "
         f"(full grid: {used:.1%} of valid pixels are corners of kept triangles)."
     )
-    return rows
+    return rows, sizes
 
 
 def machine() -> str:
@@ -249,6 +277,55 @@ def machine() -> str:
     )
 
 
+def measure(sizes: list[str], runs: int, glb_scenes: tuple[bool, ...]) -> tuple[
+        list[dict[str, float]], dict[bool, tuple[list[str], dict[str, int]]]]:
+    """Build/plotly results per (size, scene), then GLB lines and sizes per scene (dense?)."""
+    results = []
+    for size in sizes:
+        w, h = (int(x) for x in size.split("x"))
+        for dense in (True, False):
+            results.append(bench_size(w, h, dense, runs))
+    with tempfile.TemporaryDirectory() as tmp:
+        glbs = {dense: glb_rows(dense, Path(tmp)) for dense in glb_scenes}
+    return results, glbs
+
+
+def summary_rows(results: list[dict[str, float]], glb_sizes: dict[str, int]) -> list[Row]:
+    big = max((r for r in results if r["dense"]), key=lambda r: r["vertices"])
+    small = min((r for r in results if r["dense"]), key=lambda r: r["vertices"])
+    tag = f"{big['width']}x{big['height']} dense"
+    ptag = f"{small['width']}x{small['height']} dense"
+    plain = "straightforward numpy build (float64 meshgrids, int64 faces, per-face gathers)"
+    fig = "plain go.Mesh3d (float64/int64 lists, 'rgb()' colour strings)"
+    rows = [
+        Row(f"mesh: build {tag} (vertices, colours, faces, cut)", big["build_ms"],
+            big["base_ms"], "ms", baseline_name=plain),
+        Row(f"mesh: plotly payload {ptag}", small["plotly_bytes"] / 1e6,
+            small["plotly_base_bytes"] / 1e6, "MB", baseline_name=fig),
+        Row(f"mesh: plotly figure + to_json {ptag}", small["plotly_ms"],
+            small["plotly_base_ms"], "ms", baseline_name=fig),
+    ]
+    if glb_sizes:
+        rows.append(Row("mesh: full-resolution GLB 1024x768 dense", glb_sizes["jpeg"] / 1e6,
+                        glb_sizes["plain"] / 1e6, "MB", baseline_name="trimesh plain export",
+                        notes="512x384 grid + JPEG texture"))
+    return rows
+
+
+def run(quick: bool = False) -> Section:
+    """Summary rows and detail for ``python -m bench`` (quick: 256x192 only, dense GLB)."""
+    sizes = ["256x192"] if quick else ["256x192", "512x384", "1024x768"]
+    runs = 3 if quick else 21
+    results, glbs = measure(sizes, runs, (True,) if quick else (True, False))
+    parts = [SIZE_HEADER, *map(size_row, results)]
+    for dense, (lines, _) in glbs.items():
+        parts += [f"\nGLB, 1024x768 {'dense' if dense else 'sparse'} map:\n", GLB_HEADER, *lines]
+    detail = f"Median of {runs} interleaved runs per builder.\n\n" + "\n".join(parts)
+    command = f"python -m bench.bench_mesh --runs {runs} --sizes {' '.join(sizes)}"
+    return Section("mesh", "Meshes: build time, plotly payload, GLB size", command,
+                   summary_rows(results, glbs.get(True, ({}, {}))[1]), detail)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=21)
@@ -256,21 +333,16 @@ def main() -> None:
     args = ap.parse_args()
     print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}\n")
-    print(
-        "| mesh | depth | vertices | faces | ours ms (cpu) | baseline ms (cpu) | speed-up | "
-        "plotly MB ours | plotly MB baseline | smaller | plotly ms ours | plotly ms base |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(SIZE_HEADER)
     for size in args.sizes:
         w, h = (int(x) for x in size.split("x"))
         for dense in (True, False):
-            print(bench_size(w, h, dense, args.runs), flush=True)
+            print(size_row(bench_size(w, h, dense, args.runs)), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for dense in (True, False):
             print(f"\nGLB, 1024x768 {'dense' if dense else 'sparse'} map:\n")
-            print("| layout | vertices | MB | write ms | check |")
-            print("|---|---:|---:|---:|---|")
-            print("\n".join(glb_rows(dense, Path(tmp))), flush=True)
+            print(GLB_HEADER)
+            print("\n".join(glb_rows(dense, Path(tmp))[0]), flush=True)
     print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 
+from bench.common import Row, Section, fmt_num, markdown_table, median_ms
 from depthweb.imaging import load_image
 from depthweb.models.stereo import (
     SGBMParams,
@@ -30,16 +28,6 @@ from depthweb.models.stereo import (
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "middlebury"
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def bench_scene(scene: str, runs: int) -> tuple[str, str, float, float, float]:
@@ -53,6 +41,27 @@ def bench_scene(scene: str, runs: int) -> tuple[str, str, float, float, float]:
     ours = median_ms(lambda: stereo_depth(left.rgb, right.rgb, calib), runs)
     valid = stereo_depth(left.rgb, right.rgb, calib).depth.valid_fraction
     return scene, f"{left.width}x{left.height}", bare, ours, valid
+
+
+def run(quick: bool = False) -> Section:
+    """Summary rows and detail for ``python -m bench`` (quick: Adirondack, 2 runs)."""
+    if not DATA.is_dir():
+        raise FileNotFoundError(f"Middlebury data not found at {DATA}")
+    scenes, runs = (["Adirondack"], 2) if quick else (["Adirondack", "Motorcycle"], 15)
+    results = [bench_scene(scene, runs) for scene in scenes]
+    rows = [Row(f"stereo: stereo_depth {name} {size}", ours, bare, "ms",
+                baseline_name="bare cv2.StereoSGBM.compute, same matcher settings",
+                notes="adds padding, right-view pass, left-right check, Z = f*B/(d+doffs)")
+            for name, size, bare, ours, _ in results]
+    table = markdown_table(
+        ["scene", "size", "bare SGBM ms", "stereo_depth ms", "ratio", "valid"],
+        [[n, sz, fmt_num(b), fmt_num(o), f"{o / b:.2f}", f"{v:.1%}"]
+         for n, sz, b, o, v in results], "llrrrr")
+    detail = (f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), median of {runs} "
+              f"runs.\n\n{table}")
+    return Section("stereo", "Stereo vs the bare OpenCV call",
+                   f"python -m bench.bench_stereo --runs {runs} --scenes {' '.join(scenes)}",
+                   rows, detail)
 
 
 def main() -> None:

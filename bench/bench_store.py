@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing as mp
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -34,14 +32,14 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, create_engine, select, text
 
+from bench.common import Row, Section
+from bench.store_report import filesystem, render, result_row
 from depthweb.store import SYSTEM, BlobStore, create_user, make_engine, session_scope, upgrade
 from depthweb.store.auth import get_user
 from depthweb.store.models import Task
@@ -262,92 +260,82 @@ def _server_version(url: str) -> str:
         eng.dispose()
 
 
-def filesystem(path: Path) -> str:
-    """Type and device of the mount holding ``path`` (from /proc/mounts)."""
-    best = ("?", "?", "")
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            dev, mnt, fstype = line.split()[:3]
-            if str(path.resolve()).startswith(mnt) and len(mnt) >= len(best[2]):
-                best = (fstype, dev, mnt)
-    except OSError:
-        pass
-    return f"{best[0]} on {best[1]}"
+@dataclass(frozen=True)
+class Config:
+    """What to measure: every (think, mode, reviewers, backend) combination."""
+
+    reviewers: tuple[int, ...] = (1, 10, 50)
+    saves: int = 1000  # per measurement (total) when think = 0
+    think_ms: tuple[float, ...] = (0.0, 500.0)
+    paced_saves: int = 30  # per reviewer when think > 0
+    backends: tuple[str, ...] = BACKENDS
+    processes: bool = False
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.platform()}, load average {load}"
+def measure(cfg: Config, echo: bool = False) -> tuple[list[Result], str]:
+    """All results (side by side per configuration) and the PostgreSQL server version."""
+    modes = [("threads", run_threads)] + ([("processes", run_processes)] if cfg.processes else [])
+    results: list[Result] = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        dbs = Databases(stack, Path(tmp))
+        for think in cfg.think_ms:
+            for mode, runner in modes:
+                for n in cfg.reviewers:
+                    for backend in cfg.backends:  # side by side: same machine load
+                        if mode == "processes" and backend == "sqlite-noqueue":
+                            continue  # one thread per process: the queue changes nothing
+                        tag = f"b_{backend.replace('-', '_')}_{mode}_{n}_{int(think)}"
+                        url = dbs.fresh(backend, tag)
+                        pairs = populate(url, n, Path(tmp) / tag)
+                        per = max(1, cfg.saves // n) if think == 0 else cfg.paced_saves
+                        res = runner(backend, url, pairs, Plan(saves=per, think_ms=think))
+                        results.append(res)
+                        if echo:
+                            print(result_row(res), flush=True)
+        pg_version = dbs.pg_version
+    return results, pg_version
 
 
-def _row(r: Result) -> str:
-    rate = len(r.latencies_ms) / r.wall_s if r.wall_s else float("nan")
-    worst = max(r.latencies_ms, default=float("nan"))
-    return (
-        f"| {r.backend} | {r.think_ms:g} | {r.reviewers} | {r.mode} | {len(r.latencies_ms)} "
-        f"| {r.pct(50):.2f} | {r.pct(95):.2f} | {r.pct(99):.2f} | {worst:.1f} | {rate:.0f} "
-        f"| {len(r.errors)} |"
-    )
+def summary_rows(results: list[Result]) -> list[Row]:
+    """p50 / p95 per reviewer count (threads, back to back): SQLite ``make_engine`` against
+    SQLAlchemy's default engine, PostgreSQL against ``make_engine`` SQLite."""
+    by = {(r.backend, r.reviewers): r for r in results
+          if r.mode == "threads" and r.think_ms == 0 and r.latencies_ms}
+    rows = []
+    for n in sorted({r.reviewers for r in results}):
+        for backend, base, base_name in (
+            ("sqlite", "sqlite-default", "SQLAlchemy default SQLite engine (no pragmas)"),
+            ("postgresql", "sqlite", "SQLite make_engine, same run"),
+        ):
+            ours, ref = by.get((backend, n)), by.get((base, n))
+            if ours is None or ref is None:
+                continue
+            label = "SQLite make_engine" if backend == "sqlite" else "PostgreSQL"
+            errs = f"errors {len(ours.errors)} vs {len(ref.errors)}"
+            who = f"{n} concurrent reviewer{'s' if n > 1 else ''} (threads)"
+            for q in (50, 95):
+                rows.append(Row(f"review save p{q}: {label}, {who}",
+                                ours.pct(q), ref.pct(q), "ms", baseline_name=base_name,
+                                notes=f"saves back to back; {errs}"))
+    return rows
 
 
-def _ratios(results: list[Result]) -> list[str]:
-    tuned = {(r.mode, r.reviewers, r.think_ms): r for r in results if r.backend == "sqlite"}
-    out = []
-    for r in results:
-        t = tuned.get((r.mode, r.reviewers, r.think_ms))
-        if r.backend.startswith("sqlite-") and t and t.latencies_ms and r.latencies_ms:
-            out.append(
-                f"- {r.backend}, {r.reviewers} reviewers, {r.mode}, think {r.think_ms:g} ms: "
-                f"p50 {r.pct(50) / t.pct(50):.2f}x, p95 {r.pct(95) / t.pct(95):.2f}x, "
-                f"p99 {r.pct(99) / t.pct(99):.2f}x, errors {len(r.errors)} vs {len(t.errors)}"
-            )
-    return out
-
-
-def render(results: list[Result], command: str, pg_version: str, fs: str) -> str:
-    import sqlite3
-
-    lines = [
-        "# Store benchmark: review save latency",
-        "",
-        f"- command: `{command}`",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}",
-        f"- database files and PostgreSQL data directory: {fs}",
-        f"- software: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"SQLAlchemy {sqlalchemy.__version__}, PostgreSQL {pg_version}",
-        "",
-        "A save = one write session that appends a correction (version-guarded UPDATE of the",
-        "task + INSERT of the revision) and commits; each reviewer saves on its own task, and",
-        "the latency includes waiting for other writers. `think` is the mean pause between a",
-        "reviewer's saves (0 = saturation: every reviewer saves back to back; 500 = a fast",
-        "human pace).",
-        "`sqlite` is `make_engine` (WAL, synchronous=NORMAL, busy_timeout, BEGIN IMMEDIATE,",
-        "in-process writer queue); `sqlite-noqueue` is the same without the writer queue;",
-        "`sqlite-default` is the baseline: SQLAlchemy's default",
-        "engine, rollback journal, no pragmas, measured in the same run next to it;",
-        "`postgresql` is a local server with fsync and synchronous_commit on.",
-        'Errors are saves that raised (e.g. "database is locked").',
-        "",
-        "| backend | think ms | reviewers | mode | saves | p50 ms | p95 ms | p99 ms | max ms "
-        "| saves/s | errors |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [_row(r) for r in results]
-    errs = sorted({e for r in results for e in r.errors})
-    if errs:
-        lines += ["", "Distinct errors:", ""] + [f"- `{e}`" for e in errs[:10]]
-    lines += ["", "Other SQLite engines relative to `make_engine` (same run, >1 = slower):", ""]
-    lines += _ratios(results)
-    return "\n".join(lines) + "\n"
+def run(quick: bool = False) -> Section:
+    """Summary rows and detail for ``python -m bench`` (quick: threads, think 0, 60 saves)."""
+    if quick:
+        cfg = Config(saves=60, think_ms=(0.0,), backends=("sqlite", "sqlite-default",
+                                                          "postgresql"))
+        command = ("python -m bench.bench_store --saves 60 --think-ms 0 "
+                   "--backends sqlite sqlite-default postgresql")
+    else:
+        cfg = Config(processes=True)
+        command = "python -m bench.bench_store --processes"
+    results, pg_version = measure(cfg)
+    fs = filesystem(Path(tempfile.gettempdir()))
+    body = render(results, command, pg_version, fs)
+    detail = body.split("\n", 2)[2]  # without the "# Store benchmark" heading
+    return Section("store", "Review save latency: SQLite and PostgreSQL", command,
+                   summary_rows(results), detail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,25 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results_store.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    modes = [("threads", run_threads)] + ([("processes", run_processes)] if args.processes else [])
-    results: list[Result] = []
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-        dbs = Databases(stack, Path(tmp))
-        for think in args.think_ms:
-            for mode, runner in modes:
-                for n in args.reviewers:
-                    for backend in args.backends:  # side by side: same machine load
-                        if mode == "processes" and backend == "sqlite-noqueue":
-                            continue  # one thread per process: the queue changes nothing
-                        tag = f"b_{backend.replace('-', '_')}_{mode}_{n}_{int(think)}"
-                        url = dbs.fresh(backend, tag)
-                        pairs = populate(url, n, Path(tmp) / tag)
-                        per = max(1, args.saves // n) if think == 0 else args.paced_saves
-                        plan = Plan(saves=per, think_ms=think)
-                        res = runner(backend, url, pairs, plan)
-                        results.append(res)
-                        print(_row(res), flush=True)
-        pg_version = dbs.pg_version
+    cfg = Config(tuple(args.reviewers), args.saves, tuple(args.think_ms), args.paced_saves,
+                 tuple(args.backends), args.processes)
+    results, pg_version = measure(cfg, echo=True)
     command = " ".join(["python -m bench.bench_store", *map(shlex.quote, argv or sys.argv[1:])])
     fs = filesystem(Path(tempfile.gettempdir()))
     args.out.write_text(render(results, command, pg_version, fs))
