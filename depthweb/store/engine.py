@@ -28,7 +28,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
+
+from depthweb.errors import DepthwebError
+from depthweb.logsafe import redact
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ def make_engine(
     in-process writer queue used by :func:`session_scope`. PostgreSQL URLs use psycopg 3 and
     ``pool_pre_ping``.
     """
-    u = normalize_url(url)
+    u = _checked_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +87,27 @@ def make_engine(
         return engine
     if u.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(u, **kwargs)
+    try:
+        return create_engine(u, **kwargs)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise DepthwebError(
+            f"The database URL {u.render_as_string(hide_password=True)} needs a driver that is "
+            f"not installed ({exc}); use sqlite:///PATH or postgresql://HOST/DB."
+        ) from exc
+
+
+def _checked_url(url: str | URL) -> URL:
+    """The normalised URL, or a one-sentence :class:`DepthwebError` that never repeats the
+    password (SQLAlchemy parses ports and query strings lazily, so both are forced here)."""
+    try:
+        u = normalize_url(url)
+        _ = u.port, u.query
+    except (ArgumentError, ValueError) as exc:
+        raise DepthwebError(
+            "The database URL is not valid (check DEPTHWEB_DATABASE_URL: e.g. "
+            f"sqlite:///PATH or postgresql://HOST:PORT/DB): {redact(exc)}."
+        ) from exc
+    return u
 
 
 def _install_sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:

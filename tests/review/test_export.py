@@ -209,3 +209,24 @@ def test_push_to_hub_uploads_the_export_folder(ctx, reviewed, exports, monkeypat
     assert report.pushed == "https://hub/me/rooms/commit/1"
     with pytest.raises(InputError, match="repo id"):
         export_dataset(ctx, "rooms", exports / "c", user=SYSTEM, push_to_hub="../x")
+
+
+class UnreachableHub(RecordingHub):
+    """The Hub's client when the network is down: its HTTP library raises a transport error."""
+
+    def create_repo(self, repo_id, **kw):
+        from huggingface_hub.utils._http import httpx2
+
+        raise httpx2.ConnectError("[Errno 111] Connection refused")
+
+
+def test_an_unreachable_hub_is_one_sentence_and_the_export_is_kept(ctx, reviewed, exports,
+                                                                     monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", UnreachableHub)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(DepthwebError, match="Pushing to the Hub dataset me/rooms failed") as info:
+        export_dataset(ctx, "rooms", exports / "d", user=SYSTEM, push_to_hub="me/rooms")
+    assert "export is kept at" in str(info.value)
+    assert (exports / "d" / "manifest.jsonl").is_file()  # the export itself was not lost

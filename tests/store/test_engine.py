@@ -115,3 +115,17 @@ def test_readonly_sessions_refuse_writes_on_postgresql(engine, backend):
     )
     with pytest.raises(DBAPIError, match="read-only"), session_scope(engine, readonly=True) as s:
         s.execute(insert)
+
+
+@pytest.mark.parametrize(("url", "needle"), [
+    ("postgresql://u:s3cretpw@host:notaport/db", "not valid"),
+    ("notaurl", "not valid"),
+    ("mysql://u:s3cretpw@host/db", "needs a driver that is not installed"),
+])
+def test_unusable_urls_are_one_sentence_without_the_password(url, needle):
+    from depthweb.errors import DepthwebError
+
+    with pytest.raises(DepthwebError, match=needle) as info:
+        make_engine(url)
+    assert "s3cretpw" not in str(info.value)
+    assert "DEPTHWEB_DATABASE_URL" in str(info.value) or "mysql://u:***@host/db" in str(info.value)

@@ -338,14 +338,29 @@ def push_export(ctx: ReviewContext, path: Path, repo_id: str, dataset: str, *,
         raise DepthwebError("HF_HUB_OFFLINE is set, so nothing can be pushed to the Hub; "
                             "unset it (and log in with `hf auth login`) to push.")
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = api or HfApi()
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         info = api.upload_folder(folder_path=str(path), repo_id=repo_id, repo_type="dataset",
                                  commit_message=f"depthweb export of {dataset}")
-    except (HfHubHTTPError, OSError) as exc:
+    except _hub_errors() as exc:
         raise DepthwebError(f"Pushing to the Hub dataset {repo_id} failed ({exc}); the export "
                             f"is kept at {path}.") from exc
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/datasets/{repo_id}")
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a push can raise when the Hub answers with an error or cannot be reached: the
+    Hub's HTTP errors, OS errors, and the transport errors of whichever HTTP client
+    huggingface_hub uses (httpx2, httpx or requests)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"),
+                         ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
