@@ -84,17 +84,22 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """File-system failures (an output folder that is a file, a full disk, a name too long)
-    become one-sentence :class:`DepthwebError`s."""
+def file_error(exc: OSError) -> DepthwebError:
+    """A file-system failure (an output folder that is a file, a full disk, a name too long)
+    as one sentence naming the file."""
+    where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
+    return DepthwebError(f"File error{where}: {exc.strerror or exc}.")
+
+
+def file_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command whose file-system failures become :func:`file_error` sentences."""
 
     @functools.wraps(fn)
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return fn(args)
         except OSError as exc:
-            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
-            raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
+            raise file_error(exc) from exc
 
     return wrapper
 
@@ -126,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-@_file_errors
+@file_errors
 def cmd_stereo(args: argparse.Namespace) -> int:
     from depthweb.imaging import load_image
     from depthweb.models.stereo import StereoCalib, stereo_depth

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from depthweb.cli.engine import add_model_options
+from depthweb.cli.engine import add_model_options, file_error
 from depthweb.errors import DepthwebError, InputError
 
 Command = Callable[[argparse.Namespace], int]
@@ -38,10 +38,7 @@ def _one_line_errors(fn: Command) -> Command:
                 "DEPTHWEB_DATABASE_URL and run `depthweb db upgrade`."
             ) from exc
         except OSError as exc:
-            from depthweb.imaging import display_name
-
-            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
-            raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
+            raise file_error(exc) from exc
 
     return wrapper
 

@@ -12,32 +12,11 @@ Problems are one line on stderr and a non-zero exit (2).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from depthweb.cli.engine import add_model_options
-from depthweb.errors import DepthwebError
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _one_line_errors(fn: Command) -> Command:
-    """File-system failures become one-sentence :class:`DepthwebError`s."""
-
-    @functools.wraps(fn)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except OSError as exc:
-            from depthweb.imaging import display_name
-
-            where = f" ({display_name(str(exc.filename))})" if exc.filename else ""
-            raise DepthwebError(f"File error{where}: {exc.strerror or exc}.") from exc
-
-    return wrapper
+from depthweb.cli.engine import add_model_options, file_errors
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-@_one_line_errors
+@file_errors
 def cmd_train(args: argparse.Namespace) -> int:
     from depthweb.services.evaluation import eval_table
     from depthweb.services.train import train_student
@@ -106,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_line_errors
+@file_errors
 def cmd_eval(args: argparse.Namespace) -> int:
     from depthweb.services.evaluation import eval_table, evaluate_model
 

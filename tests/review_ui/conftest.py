@@ -11,7 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.builders import build_tiny_depth_anything
-from tests.review_ui.server import PASSWORD, ReviewServer, seed, start_review_app
+from tests.review_ui.server import (
+    ReviewServer,
+    client_logins,
+    seed,
+    start_review_app,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "review"
@@ -42,18 +47,7 @@ def ctx(review_server: ReviewServer):
 @pytest.fixture(scope="session")
 def login(review_server: ReviewServer, tmp_path_factory) -> Callable:
     """``login(name)``: a gradio_client Client logged in as ``name`` (cached per name)."""
-    from gradio_client import Client
-
-    clients: dict[str, Client] = {}
-    downloads = tmp_path_factory.mktemp("client-downloads")
-
-    def _login(name: str, password: str = PASSWORD) -> Client:
-        if name not in clients:
-            clients[name] = Client(review_server.url, auth=(name, password), verbose=False,
-                                   download_files=str(downloads), analytics_enabled=False)
-        return clients[name]
-
-    return _login
+    return client_logins(review_server.url, tmp_path_factory.mktemp("client-downloads"))
 
 
 def db_snapshot(ctx) -> dict:

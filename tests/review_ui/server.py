@@ -83,6 +83,22 @@ def seed(root: Path, shared_data: Path, teacher_weights: Path) -> Path:
     return data_dir
 
 
+def client_logins(url: str, downloads: Path):
+    """``login(name, password=PASSWORD)``: a gradio_client Client logged in to ``url`` as
+    ``name``, cached per name, downloading into ``downloads``."""
+    from gradio_client import Client
+
+    clients: dict[str, Client] = {}
+
+    def login(name: str, password: str = PASSWORD) -> Client:
+        if name not in clients:
+            clients[name] = Client(url, auth=(name, password), verbose=False,
+                                   download_files=str(downloads), analytics_enabled=False)
+        return clients[name]
+
+    return login
+
+
 def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
                      timeout_s: float = 120.0, extra_env: dict | None = None) -> ReviewServer:
     """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves.

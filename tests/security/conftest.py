@@ -19,7 +19,13 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.builders import build_tiny_depth_anything
-from tests.review_ui.server import PASSWORD, ReviewServer, seed, start_review_app
+from tests.review_ui.server import (
+    PASSWORD,
+    ReviewServer,
+    client_logins,
+    seed,
+    start_review_app,
+)
 
 STUDENT_PROBE = "probe-student"
 
@@ -72,18 +78,7 @@ def ctx(sec_server: ReviewServer):
 @pytest.fixture(scope="session")
 def login(sec_server: ReviewServer, tmp_path_factory) -> Callable:
     """``login(name)``: a gradio_client Client logged in as ``name`` (cached per name)."""
-    from gradio_client import Client
-
-    clients: dict[str, Client] = {}
-    downloads = tmp_path_factory.mktemp("sec-downloads")
-
-    def _login(name: str) -> Client:
-        if name not in clients:
-            clients[name] = Client(sec_server.url, auth=(name, PASSWORD), verbose=False,
-                                   download_files=str(downloads), analytics_enabled=False)
-        return clients[name]
-
-    return _login
+    return client_logins(sec_server.url, tmp_path_factory.mktemp("sec-downloads"))
 
 
 @pytest.fixture(scope="session")
