@@ -91,8 +91,9 @@ def make_engine(
         return create_engine(u, **kwargs)
     except (ImportError, NoSuchModuleError) as exc:
         raise DepthwebError(
-            f"The database URL {u.render_as_string(hide_password=True)} needs a driver that is "
-            f"not installed ({exc}); use sqlite:///PATH or postgresql://HOST/DB."
+            "DEPTHWEB_DATABASE_URL is not a usable database URL: "
+            f"{u.render_as_string(hide_password=True)} needs a driver that is not installed "
+            f"({exc}); use sqlite:///PATH or postgresql://HOST/DB."
         ) from exc
 
 
@@ -104,8 +105,8 @@ def _checked_url(url: str | URL) -> URL:
         _ = u.port, u.query
     except (ArgumentError, ValueError) as exc:
         raise DepthwebError(
-            "The database URL is not valid (check DEPTHWEB_DATABASE_URL: e.g. "
-            f"sqlite:///PATH or postgresql://HOST:PORT/DB): {redact(exc)}."
+            f"DEPTHWEB_DATABASE_URL is not a usable database URL ({redact(exc)}); write it as "
+            "sqlite:///PATH or postgresql://HOST:PORT/DB."
         ) from exc
     return u
 

@@ -118,8 +118,8 @@ def test_readonly_sessions_refuse_writes_on_postgresql(engine, backend):
 
 
 @pytest.mark.parametrize(("url", "needle"), [
-    ("postgresql://u:s3cretpw@host:notaport/db", "not valid"),
-    ("notaurl", "not valid"),
+    ("postgresql://u:s3cretpw@host:notaport/db", "not a usable database URL"),
+    ("notaurl", "not a usable database URL"),
     ("mysql://u:s3cretpw@host/db", "needs a driver that is not installed"),
 ])
 def test_unusable_urls_are_one_sentence_without_the_password(url, needle):
@@ -128,4 +128,4 @@ def test_unusable_urls_are_one_sentence_without_the_password(url, needle):
     with pytest.raises(DepthwebError, match=needle) as info:
         make_engine(url)
     assert "s3cretpw" not in str(info.value)
-    assert "DEPTHWEB_DATABASE_URL" in str(info.value) or "mysql://u:***@host/db" in str(info.value)
+    assert str(info.value).startswith("DEPTHWEB_DATABASE_URL is not a usable database URL")
