@@ -13,92 +13,30 @@ the repository check the role. API endpoints: ``review_next``, ``review_open``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import gradio as gr
 import numpy as np
 
 from depthweb.config import Settings
-from depthweb.services import visuals
 from depthweb.services.review import session as svc
 from depthweb.services.review.admin import dataset_names
 from depthweb.store import StaleRevisionError
 from depthweb.ui import admin_tab
 from depthweb.ui.auth import ReviewApp, login_button, review_setup
 from depthweb.ui.common import html_text, md_escape, user_errors
+from depthweb.ui.review_view import (
+    Shown,
+    complete_rows,
+    info_markdown,
+    marked_photo,
+    notes_markdown,
+)
 
 ANCHOR, PAIR = "Scale anchor", "Ordinal pair (click closer A, then farther B)"
 HISTORY_HEADERS = ["version", "when", "who", "action", "details"]
 ANCHOR_HEADERS = ["x (px)", "y (px)", "true depth (m)"]
 PAIR_HEADERS = ["closer x", "closer y", "farther x", "farther y"]
-
-
-@dataclass(frozen=True)
-class Shown:
-    """The task on the page: its label shape, the display photo (h, w, 3), a pending ordinal
-    point A (label pixels) waiting for its B, and the dataset the user picked for Next."""
-
-    task_id: int
-    label_shape: tuple[int, int]
-    photo: np.ndarray
-    pending: tuple[int, int] | None = None
-    dataset: str | None = None
-
-
-def info_markdown(page: svc.TaskPage, show_gold: bool) -> str:
-    claimed = f" (claimed by {md_escape(page.assignee)})" if page.assignee else ""
-    unc = "n/a" if page.uncertainty is None else f"{page.uncertainty:.4f}"
-    gold = " · **gold task**" if show_gold and page.is_gold else ""
-    rows = [
-        ("Task", f"{page.task_id} · version {page.version}{gold}"),
-        ("Status", f"{page.status}{claimed}"),
-        ("Priority · uncertainty", f"{page.priority:.4f} · {unc}"),
-        ("Image", md_escape(page.image_name or "?")),
-        ("Teacher", md_escape(f"{page.teacher} {page.teacher_weights}".strip())),
-        ("Label", f"{page.kind} · {page.source} · {page.n_corrections} correction(s) · "
-                  f"{page.label_shape[1]}x{page.label_shape[0]} px"),
-    ]
-    (k0, v0), rest = rows[0], rows[1:]
-    return f"| {k0} | {v0} |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rest)
-
-
-def notes_markdown(notes: list[tuple[str, str]]) -> str:
-    if not notes:
-        return ""
-    lines = [f"- **{md_escape(who)}**: {md_escape(text).replace(chr(10), '<br>')}"
-             for who, text in notes[-20:]]
-    return "**Notes**\n\n" + "\n".join(lines)
-
-
-def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | None:
-    """The display photo with anchors (cyan, numbered) and the pending or last pair (A/B)."""
-    if shown is None or not shown.task_id:
-        return None
-    dshape = shown.photo.shape[:2]
-
-    def disp(u, v):
-        return svc.to_display(float(u), float(v), shown.label_shape, dshape)
-
-    anchor_pts = [disp(r[0], r[1]) for r in _rows(anchors, 3)]
-    pair_rows = _rows(pairs, 4)
-    if shown.pending is not None:
-        measure = [disp(*shown.pending)]
-    elif pair_rows:
-        measure = [disp(pair_rows[-1][0], pair_rows[-1][1]),
-                   disp(pair_rows[-1][2], pair_rows[-1][3])]
-    else:
-        measure = []
-    return visuals.mark_points(shown.photo, measure, anchor_pts)
-
-
-def _rows(table, width: int) -> list[list]:
-    """Complete numeric rows of a Dataframe value (type="array")."""
-    out = []
-    for row in table or []:
-        cells = list(row or [])[:width]
-        if len(cells) == width and all(c not in (None, "") for c in cells):
-            out.append(cells)
-    return out
 
 
 class ReviewHandlers:
@@ -408,7 +346,7 @@ def _wire_points(c: dict) -> None:
             raise gr.Error("Open a task first, then click the photo.", print_exception=False)
         u, v = svc.to_label(float(evt.index[0]), float(evt.index[1]), shown.label_shape,
                             shown.photo.shape[:2])
-        anchors, pairs = _rows(anchors, 3), _rows(pairs, 4)
+        anchors, pairs = complete_rows(anchors, 3), complete_rows(pairs, 4)
         if mode == ANCHOR:
             if depth is None or not float(depth) > 0:
                 raise gr.Error("Type the true depth of the point (in metres) first, then "
