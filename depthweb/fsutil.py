@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 _AT_FDCWD = -100
@@ -15,26 +16,52 @@ _RENAME_EXCHANGE = 2
 _NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
 
 
+NAME_MAX = 255
+"""Longest file name (bytes) the usual file systems (ext4, XFS, APFS, NTFS) accept."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary sibling, fsync and ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write_files` with one file).
 
     Readers see either the old file or the whole new one, never a partial write; a failure
     leaves no temporary file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_files({path: data})
     return path
+
+
+def atomic_write_files(files: Mapping[Path, bytes]) -> None:
+    """Write a set of files so that a failure changes none of them.
+
+    Names are checked first (an over-long name raises ``OSError(ENAMETOOLONG)`` before anything
+    is written); each file goes to a short hidden temporary sibling (fsync), and only when all
+    of them are written are they renamed into place, then their folders are fsynced. Temporary
+    files never outlive a failure.
+    """
+    for path in files:
+        if len(os.fsencode(Path(path).name)) > NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".dw-", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for i, (tmp, path) in enumerate(temps):
+            os.replace(tmp, path)
+            temps[i] = ("", path)  # renamed: nothing left to clean up
+    finally:
+        for tmp, _ in temps:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+    for folder in {p.parent for _, p in temps}:
+        fsync_dir(folder)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
@@ -44,6 +71,19 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file under ``folder`` and every folder's entries to disk (before a finished
+    folder is renamed into place, so the rename never exposes files still only in cache)."""
+    folder = Path(folder)
+    for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        if p.is_file() and not p.is_symlink():
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        elif p.is_dir():
+            fsync_dir(p)
+    fsync_dir(folder)
 
 
 def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:

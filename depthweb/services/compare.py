@@ -25,10 +25,11 @@ import numpy as np
 
 from depthweb.config import Settings
 from depthweb.errors import InputError
+from depthweb.fsutil import atomic_write_bytes
 from depthweb.geometry.align import fit_scale_shift
 from depthweb.geometry.backproject import depth_to_disparity, disparity_to_depth
 from depthweb.services import visuals
-from depthweb.services.export import atomic_write_bytes, npy_bytes, write_outputs
+from depthweb.services.export import npy_bytes, write_outputs
 from depthweb.services.studio import PredictFn, Progress, _noop, decode_photo, photo_stem
 from depthweb.services.visuals import png_bytes
 from depthweb.types import DepthKind, DepthResult

@@ -10,7 +10,6 @@ delta1..3 (plus sq_rel, rmse_log, log10); a folder's metrics are the means over 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,46 +35,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _check_annotations(root: Path) -> None:
-    """Refuse a ``test_annotations.json`` whose entries are not what the reader expects: a
-    ``files`` list of objects with four finite positive-focal ``cam_in`` numbers, a finite
-    positive ``depth_scale`` and relative ``rgb`` / ``depth`` paths inside the folder."""
-    path = root / "test_annotations.json"
-    try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # the reader reports these with its own reason
-    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
-        raise InputError(f"{path} must hold {{\"files\": [{{...}}, ...]}}, one object per frame.")
-    for i, entry in enumerate(files):
-        cam, scale = entry.get("cam_in"), entry.get("depth_scale")
-        if not (isinstance(cam, list) and len(cam) == 4 and all(_finite_number(v) for v in cam)
-                and cam[0] > 0 and cam[1] > 0):
-            raise InputError(f"{path}: frame {i} needs cam_in = [fx, fy, cx, cy] with finite "
-                             f"numbers and positive focal lengths (got {cam!r}).")
-        if not (_finite_number(scale) and scale > 0):
-            raise InputError(f"{path}: frame {i} needs a positive depth_scale (got {scale!r}).")
-        for key in ("rgb", "depth"):
-            ref = entry.get(key)
-            if not isinstance(ref, str) or Path(ref).is_absolute() or ".." in Path(ref).parts:
-                raise InputError(f"{path}: frame {i} {key} must be a relative path inside the "
-                                 f"folder (got {ref!r}).")
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
-
-
 def load_samples(data_dir: str | Path, dataset: str | None = None) -> list:
     """The frames of an NYU/KITTI-style folder (errors as one :class:`InputError`); every frame
     must have at least two valid ground-truth pixels."""
+    from PIL import Image
+
     from depthweb.training.evaldata import load_eval_folder
 
     root = Path(data_dir).expanduser()
-    if (root / "test_annotations.json").is_file():
-        _check_annotations(root)
-    from PIL import Image
 
     try:
         samples = load_eval_folder(root, dataset)

@@ -3,28 +3,23 @@
 For each stem: ``<stem>.npy`` (float32 HxW, NaN = invalid), ``<stem>.png`` (uint16,
 ``value = round((x - png_offset) / png_scale)``, 0 = invalid; ``png_offset`` is 0 unless a
 relative map has values <= 0), ``<stem>_color.png`` and ``<stem>.json``. Everything is encoded in
-memory first, then every file of the set is written to a temporary sibling (fsync) and only
-then are they all renamed into place (:func:`write_files`): a failed input (an encoding error, a
+memory first, then the whole set is written with :func:`depthweb.fsutil.atomic_write_files`
+(temporary siblings, fsync, then all renamed into place): a failed input (an encoding error, a
 full disk, a file name too long for the file system) leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from depthweb.fsutil import atomic_write_bytes  # noqa: F401 (re-exported for the services)
+from depthweb.fsutil import atomic_write_files
 from depthweb.types import DepthResult
 
 PNG_MAX = 65535
-NAME_MAX = 255
-"""Longest file name (bytes) the usual file systems (ext4, XFS, APFS, NTFS) accept."""
 METRIC_PNG_SCALE = 0.001  # millimetres, the NYU convention, while the range fits
 
 
@@ -99,37 +94,8 @@ def write_outputs(
     """
     blobs = {**encode_outputs(result, **kwargs), **(more or {})}
     files = {Path(out_dir) / f"{stem}{suffix}": data for suffix, data in blobs.items()}
-    write_files(files)
+    atomic_write_files(files)
     return list(files)
-
-
-def write_files(files: dict[Path, bytes]) -> None:
-    """Write a set of files so that a failure changes none of them.
-
-    Names are checked first (an over-long name raises ``OSError(ENAMETOOLONG)`` before anything
-    is written); each file goes to a short hidden temporary sibling (fsync), and only when all
-    of them are written are they renamed into place. Temporary files never outlive a failure.
-    """
-    for path in files:
-        if len(os.fsencode(path.name)) > NAME_MAX:
-            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
-    temps: list[tuple[str, Path]] = []
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".dw-", suffix=".tmp", dir=path.parent)
-            temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        while temps:
-            tmp, path = temps[0]
-            os.replace(tmp, path)
-            temps.pop(0)
-    finally:
-        for tmp, _ in temps:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def decode_png16(png_path: Path, sidecar: dict) -> np.ndarray:

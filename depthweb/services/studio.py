@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 PredictFn = Callable[..., list[DepthResult]]
 SLIDER_MAX_SIDE = 1600
-MAX_ANCHORS = 1000
 """The slider shows at most this many pixels on the longer side (downloads are full size)."""
+MAX_ANCHORS = 1000
+"""At most this many scale anchors per request."""
 
 
 def _noop(_fraction: float, _desc: str) -> None:

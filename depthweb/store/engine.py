@@ -107,7 +107,7 @@ def _checked_url(url: str | URL) -> URL:
         raise DepthwebError(
             f"DEPTHWEB_DATABASE_URL is not a usable database URL ({redact(exc)}); write it as "
             "sqlite:///PATH or postgresql://HOST:PORT/DB."
-        ) from exc
+        ) from None  # the parser's own error may quote part of the password
     return u
 
 

@@ -9,7 +9,6 @@ at worst hidden leftovers, removed by the next save); the newest is what a run r
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from depthweb.fsutil import fsync_dir, remove_dir, replace_dir
+from depthweb.fsutil import fsync_tree, remove_dir, replace_dir
 from depthweb.training.student import load_weights, save_student
 
 log = logging.getLogger(__name__)
@@ -70,20 +69,12 @@ def save_checkpoint(run_dir: str | Path, step: int, student: nn.Module, *,
              "scheduler": scheduler.state_dict(),
              "aux": {k: m.state_dict() for k, m in aux.items() if m is not None}}
     torch.save(state, tmp / STATE_FILE)
-    _fsync_files(tmp)
+    fsync_tree(tmp)
     replace_dir(tmp, final)
     for old in list_checkpoints(run_dir)[:-max(keep, 1)]:
         remove_dir(old)
     log.info("checkpoint %s", final)
     return final
-
-
-def _fsync_files(folder: Path) -> None:
-    for p in folder.iterdir():
-        if p.is_file():
-            with p.open("rb") as fh:
-                os.fsync(fh.fileno())
-    fsync_dir(folder)
 
 
 def save_final_student(run_dir: str | Path, student: nn.Module, extra: dict | None = None
@@ -94,7 +85,7 @@ def save_final_student(run_dir: str | Path, student: nn.Module, extra: dict | No
     tmp = Path(run_dir) / ".tmp_student"
     shutil.rmtree(tmp, ignore_errors=True)
     save_student(student, tmp, extra)
-    _fsync_files(tmp)
+    fsync_tree(tmp)
     replace_dir(tmp, final)
     return final
 

@@ -15,8 +15,10 @@ up to 80 m).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +65,34 @@ def guess_dataset(root: Path, depth_scale: float) -> str:
     return "nyu" if depth_scale >= 1000 else "kitti"
 
 
+def checked_entries(files: Any) -> list[dict]:
+    """The ``files`` of a ``test_annotations.json``, or ``ValueError`` naming what is wrong: a
+    list of objects, each with ``cam_in`` = four finite numbers with positive focals, a finite
+    positive ``depth_scale`` and relative ``rgb`` / ``depth`` paths inside the folder."""
+    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
+        raise ValueError('test_annotations.json must hold {"files": [{...}, ...]}, one object '
+                         "per frame")
+    for i, entry in enumerate(files):
+        cam, scale = entry.get("cam_in"), entry.get("depth_scale")
+        if not (isinstance(cam, list) and len(cam) == 4 and all(_finite_number(v) for v in cam)
+                and cam[0] > 0 and cam[1] > 0):
+            raise ValueError(f"frame {i} needs cam_in = [fx, fy, cx, cy] with finite numbers "
+                             f"and positive focal lengths (got {cam!r})")
+        if not (_finite_number(scale) and scale > 0):
+            raise ValueError(f"frame {i} needs a positive depth_scale (got {scale!r})")
+        for key in ("rgb", "depth"):
+            ref = entry.get(key)
+            if not isinstance(ref, str) or Path(ref).is_absolute() or ".." in Path(ref).parts:
+                raise ValueError(f"frame {i} {key} must be a relative path inside the folder "
+                                 f"(got {ref!r})")
+    return files
+
+
+def _finite_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def load_eval_folder(root: str | Path, dataset: str | None = None) -> list[EvalSample]:
     """Every frame of an evaluation folder, sorted by name; ``dataset`` nyu / kitti (guessed)."""
     from PIL import Image
@@ -71,7 +101,7 @@ def load_eval_folder(root: str | Path, dataset: str | None = None) -> list[EvalS
     ann_path = root / "test_annotations.json"
     if not ann_path.is_file():
         raise FileNotFoundError(f"{ann_path} not found: not an NYU/KITTI-style folder")
-    entries = json.loads(ann_path.read_text())["files"]
+    entries = checked_entries(json.loads(ann_path.read_text(encoding="utf-8"))["files"])
     samples = []
     for entry in entries:
         scale = float(entry["depth_scale"])

@@ -103,7 +103,10 @@ def review_mode(settings: Settings) -> str:
 
 
 def _sqlite_file_missing(url: str) -> bool:
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return False  # not a URL at all: opening it reports that in one sentence
     if u.get_backend_name() != "sqlite":
         return False
     db = u.database or ""
@@ -119,25 +122,13 @@ _cache: dict[tuple[str, str], ReviewApp | None] = {}
 _cache_lock = Lock()
 
 
-def _bad_url(exc: Exception) -> DepthwebError:
-    """An unusable DEPTHWEB_DATABASE_URL, said without repeating it (it may hold a password;
-    the original error is not chained for the same reason)."""
-    return DepthwebError(
-        f"DEPTHWEB_DATABASE_URL is not a usable database URL ({type(exc).__name__}); write it "
-        "as sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB.")
-
-
 def _context(settings: Settings, mode: str) -> ReviewContext | None:
     """The review context, or None (mode ``auto``) when the database cannot be used."""
     try:
         if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
             return None
         return ReviewContext.from_settings(settings)
-    except (ArgumentError, ValueError, ImportError) as exc:  # no URL, dialect or driver
-        if mode == "on":
-            raise _bad_url(exc) from None
-        log.warning("review tabs off: %s", _bad_url(exc))
-    except DepthwebError as exc:
+    except DepthwebError as exc:  # unusable URL, missing driver, unreachable or not migrated
         if mode == "on":
             raise
         log.warning("review tabs off: %s", exc)

@@ -103,6 +103,7 @@ def test_the_cli_never_prints_a_database_password(tmp_path):
     (f"postgresql://dbuser:{PG_SECRET}@127.0.0.1:1/depthweb", "dbuser:***@127.0.0.1:1"),
     (f"postgresql://dbuser:{PG_SECRET}@db:notaport/depthweb", "not a usable database URL"),
     (f"nosuchdb://dbuser:{PG_SECRET}@db/depthweb", "not a usable database URL"),
+    (f"not a url {PG_SECRET}", "not a usable database URL"),
 ])
 def test_the_app_never_shows_a_database_password(tmp_path, caplog, url, shown):
     import logging

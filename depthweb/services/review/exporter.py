@@ -42,7 +42,7 @@ import numpy as np
 from sqlalchemy import select
 
 from depthweb.errors import DepthwebError, InputError
-from depthweb.fsutil import fsync_dir
+from depthweb.fsutil import fsync_tree
 from depthweb.services.review.context import ReviewContext, blob_root
 from depthweb.services.review.export_files import (
     check_target,
@@ -136,12 +136,10 @@ def _image_png(ctx: ReviewContext, record: LabelRecord) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write (and flush to disk) a file of the export being built in its hidden folder."""
+    """Write a file of the export being built in its hidden folder (flushed to disk as a whole
+    by :func:`depthweb.fsutil.fsync_tree` before the folder is put in place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    path.write_bytes(data)
 
 
 def _npy(arr: np.ndarray) -> bytes:
@@ -272,8 +270,7 @@ def export_dataset(
             rows = _write_all(ctx, tmp, chosen, name, filter, val_fraction, unreviewed_weight,
                               progress)
             sha = _write_manifest(tmp, rows, name, filter, val_fraction)
-            for folder in [p for p in tmp.iterdir() if p.is_dir()] + [tmp]:
-                fsync_dir(folder)  # the files' names are on disk before the rename
+            fsync_tree(tmp)  # every file and name on disk before the rename
             place(tmp, target, overwrite)
         finally:
             if tmp.exists():
