@@ -17,6 +17,15 @@
   beyond it a request is answered at once with Gradio's "queue is full" (HTTP 503) instead of
   waiting without bound. ``0`` means no limit.
 
+- ``DEPTHWEB_VIDEO_MAX_FRAMES`` (``240``): a video is refused when more frames than this would
+  be processed (after ``stride`` and ``max_frames``); keeps one clip from holding the queue.
+- ``DEPTHWEB_VIDEO_MAX_SIDE`` (``512``): frames are downscaled so their longer side is at most
+  this many pixels before the model sees them (a smaller ``max_side`` may be asked for).
+- ``DEPTHWEB_VIDEO_MAX_SOURCE_SIDE`` (``4096``): videos whose frames are larger are refused.
+- ``DEPTHWEB_VIDEO_MAX_SECONDS`` (``120``): longer clips are refused before decoding.
+- ``DEPTHWEB_VIDEO_GPU_S_PER_FRAME`` (``0.5``): on ZeroGPU each video call asks ``spaces.GPU``
+  for ``20 + frames x this`` seconds.
+
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
 
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
     default_model: str = "depth-anything-v2-small"
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
+    video_max_frames: int = Field(default=240, ge=1)
+    video_max_side: int = Field(default=512, ge=32)
+    video_max_source_side: int = Field(default=4096, ge=32)
+    video_max_seconds: float = Field(default=120.0, gt=0)
+    video_gpu_s_per_frame: float = Field(default=0.5, gt=0)
 
     @property
     def resolved_database_url(self) -> str:
