@@ -63,8 +63,8 @@ def _open(path: Path, label: str):
                          "use an MP4, MOV or WebM clip.") from exc
     fmt = container.format.name or ""
     if not container.streams.video or any(f in fmt for f in STILL_IMAGE_FORMATS):
-        container.close()
         what = "a still image" if container.streams.video else "not a video (no video track)"
+        container.close()
         raise InputError(f"{label} is {what}; use an MP4, MOV or WebM clip.")
     return container
 
@@ -189,17 +189,25 @@ def _pick_frames(container, stream, facts: dict, stride: int, limit: int, strict
             raise InputError(f"{label} has more than {limit} frames at stride {stride}; use a "
                              "larger stride or fewer frames.")
         picked, times = picked[:limit], times[:limit]
-    _check_complete(stream, stamps, label, len(picked) >= limit)
+    _check_complete(stream, facts, stamps, label, len(picked) >= limit)
     facts["variable_frame_rate"] = _is_variable(stamps)
     return picked, times, rotation, len(stamps)
 
 
-def _check_complete(stream, stamps: list[float], label: str, stopped_early: bool) -> None:
-    """A file whose header promises many more frames than could be decoded is truncated."""
+def _check_complete(stream, facts: dict, stamps: list[float], label: str,
+                    stopped_early: bool) -> None:
+    """A file whose header promises many more frames (or seconds) than could be decoded is
+    truncated."""
+    if stopped_early or not stamps:
+        return
     expected = int(stream.frames or 0)
-    if not stopped_early and expected > 0 and len(stamps) < 0.9 * expected - 1:
-        raise InputError(f"{label} is truncated: only {len(stamps)} of its {expected} frames "
-                         "could be decoded.")
+    duration, fps = facts["duration_s"], facts["source_fps"] or 30.0
+    short = expected > 0 and len(stamps) < 0.9 * expected - 1
+    if duration and not short:
+        short = stamps[-1] - stamps[0] < 0.9 * duration - 2.0 / fps
+    if short:
+        raise InputError(f"{label} is truncated: only {stamps[-1] - stamps[0] + 1 / fps:.2f} s "
+                         f"of its {duration or expected / fps:.2f} s could be decoded.")
 
 
 def _is_variable(stamps: list[float]) -> bool:
