@@ -16,8 +16,14 @@ removes those jumps, frame by frame, in the model's own space (disparity for
    than ``min_agree`` of the valid pixels agree: the frame passes unchanged (``theta = (1, 0)``)
    and starts a new reference.
 
-Metric models keep metres: only a scale is fitted and the applied scale stays within
-``[1 / (1 + metric_bound), 1 + metric_bound]`` of the model's own output.
+Metric models keep metres: only a scale is fitted, and the applied scale and every output
+pixel stay within ``[1 / (1 + metric_bound), 1 + metric_bound]`` times the model's own output.
+
+With ``denoise`` (default), pixels that agree with the reference are output as the updated
+reference (their EMA), which lowers the per-pixel noise of static content; pixels that
+disagree (moving content, disocclusions) keep the aligned prediction. A persistent jump of the
+model's output leaks ``1 - param_ema`` of itself into the output once (the parameter EMA
+trades that against the noise of single fits).
 
 Shapes: one frame ``pred`` (H, W) float, ``valid`` (H, W) bool; sequences (T, H, W).
 """
@@ -136,6 +142,9 @@ class TemporalStabiliser:
         agreeing = self._blend_reference(out, valid, tol)
         if cfg.denoise:
             out = np.where(agreeing, self._ref, out)
+        if self.kind.is_metric:  # metres stay within the bound of the model's own, per pixel
+            bound = 1.0 + cfg.metric_bound
+            out = np.clip(out, pred / bound, pred * bound)
         return np.where(valid, out, pred).astype(np.float32), FrameFit(scale, shift, agree, False)
 
     def _start(self, pred: np.ndarray, valid: np.ndarray, agree: float

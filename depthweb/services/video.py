@@ -232,3 +232,49 @@ def point_cloud_ply(result: VideoResult, k: int) -> bytes:
     ok = np.isfinite(points[..., 2])
     cloud = trimesh.PointCloud(points[ok], colors=result.rgb[k][ok])
     return cloud.export(file_type="ply")
+
+
+def preview(result: VideoResult, max_side: int = 256) -> VideoResult:
+    """A smaller copy for the app's frame viewer (kept per session): frames downscaled to
+    ``max_side``, depth nearest-sampled as float16, intrinsics scaled to match."""
+    import cv2
+
+    h, w = result.depth.shape[1:]
+    s = min(1.0, max_side / max(h, w))
+    size = (max(2, round(w * s)), max(2, round(h * s)))
+    rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in result.rgb])
+    depth = np.stack([cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
+                      for d in result.depth]).astype(np.float16)
+    t = result.template
+    template = DepthResult(depth=depth[0].astype(np.float32), kind=t.kind,
+                           intrinsics=t.intrinsics.scaled(size[0] / w, size[1] / h),
+                           model=t.model, weights=t.weights, notes=list(t.notes))
+    return VideoResult(depth, rgb, result.kind, template, result.fps, result.fits,
+                       result.sidecar, list(result.files))
+
+
+def frame_figure(result: VideoResult, k: int):
+    """Plotly 3D view of frame ``k`` (relative depth: shape only, unknown scale)."""
+    from depthweb.services.visuals import mesh_figure, shape_depth
+
+    k = int(np.clip(k, 0, len(result.depth) - 1))
+    frame = result.frame_result(k)
+    frame.depth = frame.depth.astype(np.float32)
+    return mesh_figure(shape_depth(frame), result.rgb[k], frame,
+                       f"Frame {k} of {len(result.depth)} ({result.kind})")
+
+
+def summary_markdown(result: VideoResult) -> str:
+    """A few lines for the app: frames, rate, kind, segments, source facts."""
+    meta = json.loads(result.file("_depth.json").read_bytes()) if result.file(
+        "_depth.json") else {}
+    src = meta.get("source", {})
+    resets = sum(f.reset for f in result.fits)
+    rows = [("Frames", f"{len(result.depth)} at {result.fps:.3g} fps"),
+            ("Kind", f"{result.kind} (unit: {result.kind.unit})"),
+            ("Stabilisation", f"{resets} segment(s); scale/shift per frame in the .json"),
+            ("Source", f"{src.get('codec', '?')} {src.get('width', '?')}x"
+                       f"{src.get('height', '?')}, rotation {src.get('rotation', 0)}°, "
+                       f"{'variable' if src.get('variable_frame_rate') else 'constant'} "
+                       "frame rate")]
+    return "| | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)

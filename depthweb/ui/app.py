@@ -13,7 +13,7 @@ from __future__ import annotations
 import gradio as gr
 
 from depthweb.config import Settings, get_settings
-from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab
+from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab, video_tab
 from depthweb.ui.auth import review_launch_kwargs
 from depthweb.ui.common import CSS, Context, served_paths
 from depthweb.ui.review_tab import add_review_tabs
@@ -38,6 +38,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 compare_tab.build(ctx)
             with gr.Tab("Stereo", id="stereo"):
                 stereo_tab.build(ctx)
+            with gr.Tab("Video", id="video"):
+                video_tab.build(ctx)
             review = add_review_tabs(settings)  # Review + Admin, when review is on
             if review is not None:
                 train_tab.add_train_tab(review)  # admins only
