@@ -63,7 +63,8 @@ def _open(path: Path, label: str):
                          "use an MP4, MOV or WebM clip.") from exc
     fmt = container.format.name or ""
     if not container.streams.video or any(f in fmt for f in STILL_IMAGE_FORMATS):
-        what = "a still image" if container.streams.video else "not a video (no video track)"
+        what = ("a still image, not a video" if container.streams.video
+                else "not a video with frames (it has no video track)")
         container.close()
         raise InputError(f"{label} is {what}; use an MP4, MOV or WebM clip.")
     return container
@@ -174,13 +175,18 @@ def _pick_frames(container, stream, facts: dict, stride: int, limit: int, strict
                 w, h = (frame.width, frame.height) if rotation % 180 == 0 else (
                     frame.height, frame.width)
                 size, t0 = _target_size(w, h, side), t
-            while (grid := t0 + len(picked) * step) <= t + 0.5 / fps and len(picked) <= limit:
+            while (grid := t0 + len(picked) * step) <= t and len(picked) <= limit:
                 use = prev if prev is not None and grid - prev[0] < t - grid else (t, frame)
                 picked.append(_rgb(use[1], size))
                 times.append(use[0])
             prev = (t, frame)
             if len(picked) > limit:
                 break
+        # the last frame also serves grid times up to half a source frame after it
+        while prev is not None and t0 + len(picked) * step <= prev[0] + 0.5 / fps and (
+                len(picked) <= limit):
+            picked.append(_rgb(prev[1], size))
+            times.append(prev[0])
     except (av.FFmpegError, EOFError) as exc:
         raise InputError(f"{label} is truncated or corrupt: its video could not be decoded "
                          "to the end.") from exc
