@@ -9,7 +9,8 @@ removes those jumps, frame by frame, in the model's own space (disparity for
    pixel where consecutive frames agree and replaced where they do not (moving content).
 2. **Fit**: the new frame's scale and shift (metric: scale only) that map it onto the reference,
    by least squares on the pixels that agree (residual below ``agree_tol`` times the reference
-   value, or times 5 % of its 5-95 % range where that is larger), refitted ``iterations`` times on the agreeing pixels of the last fit.
+   value, or times 5 % of its 5-95 % range where that is larger), refitted ``iterations``
+   times on the agreeing pixels of the last fit.
 3. **Smoothing**: the applied parameters are an exponential moving average of the fitted ones,
    ``theta_t = param_ema * fit_t + (1 - param_ema) * theta_{t-1}``.
 4. **Reset** on scene cuts (given by the caller, e.g. from :func:`scene_cuts`) and when fewer
@@ -96,7 +97,8 @@ class TemporalStabiliser:
         self._ref: np.ndarray | None = None
         self._theta = (1.0, 0.0)
 
-    def _fit(self, pred: np.ndarray, both: np.ndarray, tol: np.ndarray) -> tuple[float, float, float]:
+    def _fit(self, pred: np.ndarray, both: np.ndarray, tol: np.ndarray
+             ) -> tuple[float, float, float]:
         """(scale, shift, agreeing fraction) of ``pred`` onto the reference over ``both``."""
         ref, agree = self._ref, both
         if self.kind.is_metric:

@@ -114,7 +114,7 @@ def _frame_limit(label: str, facts: dict, stride: int, max_frames: int | None,
 
 def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
     """The frame as (H, W, 3) uint8 at ``size`` (w, h) of the *displayed* picture."""
-    rot = int(round((frame.rotation or 0) / 90.0)) % 4
+    rot = round((frame.rotation or 0) / 90.0) % 4
     w, h = size if rot % 2 == 0 else size[::-1]
     rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
     return np.ascontiguousarray(np.rot90(rgb, k=rot)) if rot else rgb

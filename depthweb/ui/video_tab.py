@@ -12,7 +12,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from depthweb.config import Settings
-from depthweb.services import video
+from depthweb.services import video as video_service
 from depthweb.services.studio import json_safe
 from depthweb.ui.common import GPU_QUEUE, Context, progress_callback, user_errors
 
@@ -20,18 +20,18 @@ GPU_BASE_S = 20.0
 
 
 def clip_runner(settings: Settings) -> Callable:
-    """:func:`video.predict_clip`, as one ``spaces.GPU`` call per clip when ``spaces`` is
+    """:func:`video_service.predict_clip`, as one ``spaces.GPU`` call per clip when ``spaces`` is
     importable (duration ``20 s + frames x video_gpu_s_per_frame``; no progress callback
     crosses into the GPU worker)."""
     try:
         import spaces
     except ImportError:
-        return video.predict_clip
+        return video_service.predict_clip
 
     def duration(frames, *args, **kwargs) -> float:
         return GPU_BASE_S + len(frames) * settings.video_gpu_s_per_frame
 
-    gpu = spaces.GPU(duration=duration)(video.predict_clip)
+    gpu = spaces.GPU(duration=duration)(video_service.predict_clip)
 
     def run(frames, model, *, progress=None, **kwargs):
         return gpu(frames, model, **kwargs)
@@ -79,13 +79,13 @@ def build(ctx: Context) -> None:
         if not path:
             raise gr.Error("Upload a video clip first.", print_exception=False)
         with user_errors("estimate the depth of the video"):
-            result = video.process_video(
+            result = video_service.process_video(
                 path, name, ctx.new_request_dir(), stride=int(k_stride or 1),
                 max_frames=int(n_max) if n_max else None, max_side=int(side),
                 settings=settings, predict_fn=runner, progress=progress_callback(progress))
-            small = video.preview(result)
-            figure = video.frame_figure(small, 0)
-        return (str(result.file(".webm")), video.summary_markdown(result),
+            small = video_service.preview(result)
+            figure = video_service.frame_figure(small, 0)
+        return (str(result.file(".webm")), video_service.summary_markdown(result),
                 [str(f) for f in result.files],
                 gr.Slider(0, max(len(small.depth) - 1, 1), value=0, step=1), figure, small)
 
@@ -97,7 +97,7 @@ def build(ctx: Context) -> None:
         if small is None:
             return gr.skip()
         with user_errors("show the frame in 3D"):
-            return video.frame_figure(small, int(k))
+            return video_service.frame_figure(small, int(k))
 
     frame.release(on_frame, [state, frame], [plot], api_visibility="private")
     build_api(ctx, runner)
@@ -118,14 +118,14 @@ def build_api(ctx: Context, runner: Callable) -> None:
         info = gr.JSON(label="info")
         trigger = gr.Button("video")
 
-    def api_video(video_file, model, max_frames=0, stride=1, max_side=0, cloud_frame=-1,
+    def api_video(video, model, max_frames=0, stride=1, max_side=0, cloud_frame=-1,
                   progress=gr.Progress()):  # noqa: B008
         """Depth of a clip; 0 means "the settings' cap"; cloud_frame -1: no point cloud."""
-        if not video_file:
+        if not video:
             raise gr.Error("Send a video file.", print_exception=False)
         with user_errors("estimate the depth of the video"):
-            result = video.process_video(
-                video_file, model, ctx.new_request_dir(), stride=int(stride or 1),
+            result = video_service.process_video(
+                video, model, ctx.new_request_dir(), stride=int(stride or 1),
                 max_frames=int(max_frames) if max_frames else None,
                 max_side=int(max_side) if max_side else None,
                 cloud_frame=None if cloud_frame is None or cloud_frame < 0 else int(cloud_frame),

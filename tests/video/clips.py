@@ -57,7 +57,7 @@ def write_clip(path: Path, frames: np.ndarray, *, codec: str = "libx265", fps: f
             stream.set_display_rotation(rotation)
         for rgb, t in zip(frames, times, strict=True):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts, frame.time_base = int(round(t / TIME_BASE)), TIME_BASE
+            frame.pts, frame.time_base = round(t / TIME_BASE), TIME_BASE
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return [float(t) for t in times]

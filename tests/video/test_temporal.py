@@ -58,7 +58,7 @@ def test_applied_parameters_are_an_ema_of_the_fitted_ones(ema):
 
 def test_local_changes_are_kept_where_pixels_disagree():
     """A region that really changes (an object moving closer) is not pulled to the old value."""
-    truth, preds = jittered_sequence(frames=6, jitter=0.0)
+    _truth, preds = jittered_sequence(frames=6, jitter=0.0)
     preds = preds.copy()
     preds[3:, 10:20, 10:20] *= 2.0
     out, fits = stabilise_sequence(preds, np.ones_like(preds, bool), "relative_disparity")
@@ -77,7 +77,7 @@ def test_metric_models_keep_metres_within_the_bound():
 
 
 def test_a_scene_cut_resets_the_parameters():
-    truth, preds = jittered_sequence(frames=8, jitter=0.2)
+    _truth, preds = jittered_sequence(frames=8, jitter=0.2)
     cuts = np.zeros(8, bool)
     cuts[5] = True
     out, fits = stabilise_sequence(preds, np.ones_like(preds, bool), "relative_disparity",
