@@ -19,14 +19,16 @@ TIME_BASE = Fraction(1, 600)
 
 def moving_crops(photo: Path = PHOTO, frames: int = 24, size: tuple[int, int] = (320, 192),
                  zoom: float = 0.15) -> np.ndarray:
-    """(T, h, w, 3) uint8: a crop that pans right and zooms in across the photo."""
+    """(T, h, w, 3) uint8 for ``size`` (w, h): a crop that pans right and zooms in."""
     im = np.asarray(Image.open(photo).convert("RGB"))
     h, w = im.shape[:2]
+    aspect = size[0] / size[1]
+    full_w = min(w * 0.6, h * 0.95 * aspect)  # the largest crop that fits, with room to pan
     out = []
     for i in range(frames):
         f = i / max(frames - 1, 1)
-        cw = int(w * (0.6 - zoom * f))
-        ch = int(cw * size[1] / size[0])
+        cw = int(full_w * (1 - zoom * f))
+        ch = int(cw / aspect)
         x0 = int((w - cw) * (0.2 + 0.6 * f))
         y0 = int((h - ch) * 0.5)
         crop = Image.fromarray(im[y0:y0 + ch, x0:x0 + cw]).resize(size, Image.BILINEAR)
@@ -65,6 +67,11 @@ def write_clip(path: Path, frames: np.ndarray, *, codec: str = "libx265", fps: f
 
 def phone_clip(path: Path, frames: int = 24, *, rotation: int = -90, vfr: bool = True,
                codec: str = "libx265") -> Path:
-    """A phone-style ``.mov``: a moving crop of the example photo, HEVC, rotated, VFR."""
-    write_clip(path, moving_crops(frames=frames), codec=codec, rotation=rotation, vfr=vfr)
+    """A phone-style ``.mov``: a moving crop of the example photo, HEVC, VFR; with a rotation
+    the scene is stored sideways (as a phone sensor records it) and shows upright (portrait
+    192x320 for -90 / 90) once the rotation is applied."""
+    portrait = rotation % 180 != 0
+    crops = moving_crops(frames=frames, size=(192, 320) if portrait else (320, 192))
+    stored = np.ascontiguousarray(np.rot90(crops, k=-(rotation // 90), axes=(1, 2)))
+    write_clip(path, stored, codec=codec, rotation=rotation, vfr=vfr)
     return path
