@@ -56,6 +56,7 @@ BENCHMARKS = {  # key -> module; the order of the table and the docs
     "app_start": "bench.bench_app_start",
     "load": "bench.bench_load",
     "gpu": "bench.bench_gpu",
+    "video": "bench.bench_video",
 }
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results.json"
