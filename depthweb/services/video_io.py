@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 
 STILL_IMAGE_FORMATS = ("image2", "_pipe", "apng", "webp", "tiff")
 """FFmpeg demuxers for still images: such files are refused as "not a video"."""
+_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The FFmpeg demuxer for a file starting with ``head`` (at least 12 bytes): ``mov`` (MP4,
+    MOV, 3GP), ``matroska`` (MKV, WebM) or ``avi``; ``None`` for anything else. Only these
+    are opened, so playlists and scripts (HLS, concat) that make FFmpeg read other files or
+    URLs are never parsed."""
+    if head[4:8] in _MP4_BOXES:
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    return None
 
 
 @dataclass
@@ -57,7 +73,17 @@ def _open(path: Path, label: str):
     import av
 
     try:
-        container = av.open(str(path), "r")
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InputError(f"{label} could not be read ({exc.strerror or exc}).") from exc
+    fmt = sniff_container(head)
+    if fmt is None:
+        what = "a still image, not a video" if head.startswith(_IMAGE_MAGIC) else (
+            "not a video file that can be read")
+        raise InputError(f"{label} is {what}; use an MP4, MOV or WebM clip.")
+    try:
+        container = av.open(str(path), "r", format=fmt)
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{label} is not a video file that can be read (or it is truncated); "
                          "use an MP4, MOV or WebM clip.") from exc

@@ -112,9 +112,19 @@ def photo(tmp_path: Path) -> Path:
     return PHOTO
 
 
+def hls_playlist(tmp_path: Path) -> Path:
+    """An HLS playlist named .mp4: FFmpeg would read the file it points to."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    path = tmp_path / "playlist.mp4"
+    path.write_text(f"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.0,\nfile://{secret}\n"
+                    "#EXT-X-ENDLIST\n")
+    return path
+
+
 @pytest.mark.parametrize("make, words", [
     (text_file, "not a video file"), (photo, "still image"), (truncated, "truncated"),
-    (empty_mp4, "no video track"),
+    (empty_mp4, "no video track"), (hls_playlist, "not a video file"),
 ])
 def test_bad_files_get_one_sentence(tmp_path, make, words):
     with pytest.raises(InputError) as err:
