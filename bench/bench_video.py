@@ -100,6 +100,26 @@ def throughput(frames: int, runs: int) -> tuple[float, float, int]:
     return median(ours), median(loop), len(decoded)
 
 
+def detail_tables(scores: dict) -> tuple[str, str]:
+    """Per-clip markdown tables: the student as is, and with injected jitter."""
+    table = markdown_table(
+        ["clip (seed)", "flicker per-frame", "flicker stabilised", "global per-frame",
+         "global stabilised", "AbsRel per-frame", "AbsRel stabilised", "stable px"],
+        [[str(seed), *(f"{s[w][k]:.4f}" for k in ("flicker",) for w in ("per_frame",
+                                                                         "stabilised")),
+          *(f"{s[w]['global']:.5f}" for w in ("per_frame", "stabilised")),
+          *(f"{s[w]['absrel']:.4f}" for w in ("per_frame", "stabilised")),
+          f"{s['per_frame']['stable_fraction']:.0%}"] for seed, s in scores.items()],
+        "lrrrrrrr")
+    jitter = markdown_table(
+        ["clip (seed)", "flicker jittered", "flicker stabilised", "global jittered",
+         "global stabilised", "AbsRel jittered", "AbsRel stabilised"],
+        [[str(seed), *(f"{s[w][k]:.4f}" for k in ("flicker", "global", "absrel")
+                       for w in ("jitter_per_frame", "jitter_stabilised"))]
+         for seed, s in scores.items()], "lrrrrrr")
+    return table, jitter
+
+
 def run(quick: bool = False) -> Section:
     """Summary rows and detail for ``python -m bench`` (quick: 1 clip of 8 frames, 1 run)."""
     import torch
@@ -130,21 +150,7 @@ def run(quick: bool = False) -> Section:
             better="higher", baseline_name="predict_images one frame at a time (no decode, "
                                            "stabilisation, encode or writes)"),
     ]
-    table = markdown_table(
-        ["clip (seed)", "flicker per-frame", "flicker stabilised", "global per-frame",
-         "global stabilised", "AbsRel per-frame", "AbsRel stabilised", "stable px"],
-        [[str(seed), *(f"{s[w][k]:.4f}" for k in ("flicker",) for w in ("per_frame",
-                                                                         "stabilised")),
-          *(f"{s[w]['global']:.5f}" for w in ("per_frame", "stabilised")),
-          *(f"{s[w]['absrel']:.4f}" for w in ("per_frame", "stabilised")),
-          f"{s['per_frame']['stable_fraction']:.0%}"] for seed, s in scores.items()],
-        "lrrrrrrr")
-    jitter = markdown_table(
-        ["clip (seed)", "flicker jittered", "flicker stabilised", "global jittered",
-         "global stabilised", "AbsRel jittered", "AbsRel stabilised"],
-        [[str(seed), *(f"{s[w][k]:.4f}" for k in ("flicker", "global", "absrel")
-                       for w in ("jitter_per_frame", "jitter_stabilised"))]
-         for seed, s in scores.items()], "lrrrrrr")
+    table, jitter = detail_tables(scores)
     detail = (f"{len(seeds)} indoor clips of {frames} frames (192x256), model {MODEL}, torch "
               f"{torch.__version__} ({torch.get_num_threads()} threads). Medians over clips: "
               f"flicker {fmt_num(pf['flicker'])} -> {fmt_num(st['flicker'])}, global part "

@@ -8,6 +8,7 @@ is derived from its frame count (``DEPTHWEB_VIDEO_GPU_S_PER_FRAME``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -45,35 +46,43 @@ def _caps(settings: Settings) -> str:
             f"processed at up to {settings.video_max_side} px on their longer side.")
 
 
+def _layout(ctx: Context) -> SimpleNamespace:
+    """The tab's widgets (inside a ``gr.Blocks`` context)."""
+    settings, w = ctx.settings, SimpleNamespace()
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            w.clip = gr.Video(label="Clip (MP4, MOV, WebM)", sources=["upload"],
+                              include_audio=True, elem_id="video-in", height=300)
+            w.model = gr.Dropdown(ctx.dropdown_choices(), value=ctx.default_model(),
+                                  label="Model (kind · weights)", elem_id="video-model")
+            with gr.Row():
+                w.stride = gr.Number(1, label="Stride (every k-th frame)", precision=0,
+                                     minimum=1, elem_id="video-stride")
+                w.max_frames = gr.Number(0, label="Max frames (0: up to the cap)",
+                                         precision=0, minimum=0, elem_id="video-max-frames")
+            w.max_side = gr.Slider(64, settings.video_max_side, step=32,
+                                   value=min(384, settings.video_max_side),
+                                   label="Longer side of processed frames (px)")
+            w.run = gr.Button("Estimate video depth", variant="primary", elem_id="video-run")
+            gr.Markdown(_caps(settings))
+        with gr.Column(scale=3, min_width=400):
+            w.out = gr.Video(label="Photo | depth (one colour scale for the clip)",
+                             interactive=False, loop=True, elem_id="video-out", height=360)
+            w.info = gr.Markdown(elem_classes=["dw-info"], elem_id="video-info")
+    w.frame = gr.Slider(0, 1, value=0, step=1, label="Frame for the 3D view",
+                        elem_id="video-frame")
+    w.plot = gr.Plot(label="3D view of the chosen frame", elem_id="video-plot")
+    w.downloads = gr.File(label="Downloads: side-by-side .webm, float16 .npz, .json sidecar",
+                          file_count="multiple", interactive=False,
+                          elem_id="video-downloads")
+    return w
+
+
 def build(ctx: Context) -> None:
     """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
     settings, runner = ctx.settings, clip_runner(ctx.settings)
     state = gr.State(None)
-    with gr.Row():
-        with gr.Column(scale=2, min_width=300):
-            clip = gr.Video(label="Clip (MP4, MOV, WebM)", sources=["upload"],
-                            include_audio=True, elem_id="video-in", height=300)
-            model = gr.Dropdown(ctx.dropdown_choices(), value=ctx.default_model(),
-                                label="Model (kind · weights)", elem_id="video-model")
-            with gr.Row():
-                stride = gr.Number(1, label="Stride (every k-th frame)", precision=0,
-                                   minimum=1, elem_id="video-stride")
-                max_frames = gr.Number(0, label="Max frames (0: up to the cap)", precision=0,
-                                       minimum=0, elem_id="video-max-frames")
-            max_side = gr.Slider(64, settings.video_max_side, step=32,
-                                 value=min(384, settings.video_max_side),
-                                 label="Longer side of processed frames (px)")
-            run = gr.Button("Estimate video depth", variant="primary", elem_id="video-run")
-            gr.Markdown(_caps(settings))
-        with gr.Column(scale=3, min_width=400):
-            out = gr.Video(label="Photo | depth (one colour scale for the clip)",
-                           interactive=False, loop=True, elem_id="video-out", height=360)
-            info = gr.Markdown(elem_classes=["dw-info"], elem_id="video-info")
-    frame = gr.Slider(0, 1, value=0, step=1, label="Frame for the 3D view",
-                      elem_id="video-frame")
-    plot = gr.Plot(label="3D view of the chosen frame", elem_id="video-plot")
-    downloads = gr.File(label="Downloads: side-by-side .webm, float16 .npz, .json sidecar",
-                        file_count="multiple", interactive=False, elem_id="video-downloads")
+    w = _layout(ctx)
 
     def on_run(path, name, k_stride, n_max, side, progress=gr.Progress()):  # noqa: B008
         if not path:
@@ -89,9 +98,9 @@ def build(ctx: Context) -> None:
                 [str(f) for f in result.files],
                 gr.Slider(0, max(len(small.depth) - 1, 1), value=0, step=1), figure, small)
 
-    run.click(on_run, [clip, model, stride, max_frames, max_side],
-              [out, info, downloads, frame, plot, state], api_visibility="private",
-              **GPU_QUEUE)
+    w.run.click(on_run, [w.clip, w.model, w.stride, w.max_frames, w.max_side],
+                [w.out, w.info, w.downloads, w.frame, w.plot, state], api_visibility="private",
+                **GPU_QUEUE)
 
     def on_frame(small, k):
         if small is None:
@@ -99,7 +108,7 @@ def build(ctx: Context) -> None:
         with user_errors("show the frame in 3D"):
             return video_service.frame_figure(small, int(k))
 
-    frame.release(on_frame, [state, frame], [plot], api_visibility="private")
+    w.frame.release(on_frame, [state, w.frame], [w.plot], api_visibility="private")
     build_api(ctx, runner)
 
 
