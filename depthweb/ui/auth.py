@@ -169,7 +169,7 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
 
 def review_setup(settings: Settings) -> ReviewApp | None:
     """The process's :class:`ReviewApp`, or None when the review feature is off (module
-    docstring). Cached per (database URL, data dir): ``build_app`` and ``launch_kwargs`` share
+    docstring). Cached per (database URL, data dir): ``build_review`` and the mount share
     one engine."""
     mode = review_mode(settings)
     if mode == "off":
