@@ -142,6 +142,7 @@ def test_a_listed_admin_gets_the_admin_tab_after_signing_in(space, browser, ctx,
     context, page = _review_page(browser, space, None, shots / "anonymous.png")
     button = page.locator("#review-hf-login")
     assert "Sign in with Hugging Face" in button.inner_text()
+    assert "lost when it restarts" in page.locator("#review-ephemeral").inner_text()  # no /data
     assert "Admin" not in _tab_names(page)
     context.close()
 
