@@ -100,7 +100,7 @@ def launch_and_wait(
     return proc, url_box[0] if url_box else ""
 
 
-def start_studio(root: Path, timeout_s: float = 120.0) -> StudioServer:
+def start_studio(root: Path, timeout_s: float = 300.0) -> StudioServer:
     """Build the models, start the app in a subprocess and wait until it serves."""
     root = Path(root)
     model_dir, cwd, out = root / "models", root / "cwd", root / "outputs"

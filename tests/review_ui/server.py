@@ -109,7 +109,7 @@ def client_logins(url: str, downloads: Path):
 
 
 def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
-                     timeout_s: float = 120.0, extra_env: dict | None = None) -> ReviewServer:
+                     timeout_s: float = 300.0, extra_env: dict | None = None) -> ReviewServer:
     """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves.
 
     ``extra_env`` is applied last (e.g. ``DEPTHWEB_MODEL_DIR`` so the Studio's ``/predict``
