@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from depthweb.config import Settings, get_settings
+from depthweb.server.pages import blank_login_api_info
 from depthweb.ui.app import build_review, build_studio, review_mount_kwargs, studio_mount_kwargs
 from depthweb.ui.auth import REVIEW_PATH
 
@@ -33,9 +34,10 @@ log = logging.getLogger(__name__)
 __all__ = ["MIDDLEWARES", "REVIEW_PATH", "Assembly", "assemble", "build_server", "wrap"]
 
 Middleware = Callable[[ASGIApp, Settings], ASGIApp]
-MIDDLEWARES: list[Middleware] = []
-"""Request-level middlewares around the whole server, innermost first (issue 10 adds its
-origin checks, body limits and server-side sessions here)."""
+MIDDLEWARES: list[Middleware] = [blank_login_api_info]
+"""Request-level middlewares around the whole server, innermost first: the review login page
+without Gradio's API description (:mod:`depthweb.server.pages`); origin checks, body limits and
+server-side sessions go here too (``guards.py``, ``sessions.py``)."""
 
 
 @dataclass
