@@ -1,8 +1,9 @@
 """Video tab: a clip in, the side-by-side depth video, downloads and a frame's 3D view out.
 
 Also registers the ``video`` API endpoint (clip file in, files + JSON out). Model calls share
-the Studio's one GPU queue; on ZeroGPU the whole clip is one ``spaces.GPU`` call whose duration
-is derived from its frame count (``DEPTHWEB_VIDEO_GPU_S_PER_FRAME``).
+the Studio's GPU queue (``GPU_QUEUE``) and the process-wide model queue
+(:mod:`depthweb.services.model_queue`); on ZeroGPU the whole clip is one ``spaces.GPU`` call
+whose duration is derived from its frame count (``DEPTHWEB_VIDEO_GPU_S_PER_FRAME``).
 """
 
 from __future__ import annotations
@@ -13,29 +14,30 @@ from types import SimpleNamespace
 import gradio as gr
 
 from depthweb.config import Settings
+from depthweb.services import model_queue
 from depthweb.services import video as video_service
 from depthweb.services.studio import json_safe
 from depthweb.ui.common import GPU_QUEUE, Context, progress_callback, user_errors
 
-GPU_BASE_S = 20.0
+GPU_BASE_S = 20
 
 
 def clip_runner(settings: Settings) -> Callable:
-    """:func:`video_service.predict_clip`, as one ``spaces.GPU`` call per clip when ``spaces`` is
-    importable (duration ``20 s + frames x video_gpu_s_per_frame``; no progress callback
-    crosses into the GPU worker)."""
-    try:
-        import spaces
-    except ImportError:
-        return video_service.predict_clip
+    """:func:`video_service.predict_clip` taking one turn of the process-wide model queue per
+    clip; on ZeroGPU also one ``spaces.GPU`` call whose duration comes from the clip's frame
+    count (``20 s + frames x video_gpu_s_per_frame``, at most the queue's per-call cap); no
+    progress callback crosses into the GPU worker there."""
 
-    def duration(frames, *args, **kwargs) -> float:
-        return GPU_BASE_S + len(frames) * settings.video_gpu_s_per_frame
+    def duration(frames, *args, **kwargs) -> int:
+        wanted = GPU_BASE_S + len(frames) * settings.video_gpu_s_per_frame
+        return int(min(model_queue.ZERO_GPU_MAX_S, wanted))
 
-    gpu = spaces.GPU(duration=duration)(video_service.predict_clip)
+    call = model_queue.model_call(video_service.predict_clip, "studio video", duration)
+    if not model_queue.on_zero_gpu():
+        return call
 
     def run(frames, model, *, progress=None, **kwargs):
-        return gpu(frames, model, **kwargs)
+        return call(frames, model, **kwargs)
 
     return run
 
