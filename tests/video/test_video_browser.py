@@ -24,9 +24,9 @@ def test_video_tab_plays_the_side_by_side_clip(page, tmp_path, artifacts):
                            " h: v.videoHeight, err: v.error && v.error.code})")
     assert facts["err"] is None and facts["duration"] > 0.2
     assert (facts["w"], facts["h"]) == (384, 320)  # rotated 192x320 photo | depth
-    played = video.evaluate("v => v.play().then(() => new Promise(r => setTimeout(r, 600)))"
-                            ".then(() => v.currentTime)")
-    assert played > 0
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function(  # it plays: the position moves (generous timeout, loaded machine)
+        "() => document.querySelector('#video-out video').currentTime > 0", timeout=60_000)
     page.wait_for_selector("#video-plot .js-plotly-plot", timeout=60_000)
     assert "Frames" in page.locator("#video-info").inner_text()
     page.screenshot(path=str(artifacts / "video_tab.png"), full_page=True)
