@@ -7,6 +7,9 @@
 - ``DEPTHWEB_OUTPUT_DIR`` (``<tmp>/depthweb-outputs``): temporary web outputs.
 - ``DEPTHWEB_OUTPUT_MAX_AGE_MIN`` (``30``): web outputs older than this are deleted.
 - ``DEPTHWEB_DEVICE`` (``auto``): ``auto``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+- ``DEPTHWEB_ONNX_RUNTIME`` (``auto``): engine of the ONNX backends (Metric3D, UniDepth):
+  ``onnxruntime``, ``torch`` (the graph converted with onnx2torch) or ``auto`` (ONNX Runtime on
+  the CPU or with its CUDA provider, the torch conversion on other CUDA machines such as ZeroGPU).
 - ``DEPTHWEB_MAX_PIXELS`` (``50000000``): larger images are refused (decompression bombs).
 - ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
 - ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
@@ -26,6 +29,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +54,7 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs"
     )
     device: str = "auto"
+    onnx_runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
     max_pixels: int = 50_000_000
     max_upload_mb: int = 50
     output_max_age_min: float = 30.0
