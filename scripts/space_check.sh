@@ -13,7 +13,7 @@ source scripts/venv.sh
 
 start=$SECONDS
 VENV=$(fresh_venv "$ROOT/.venv-space")
-"$VENV/bin/python" -m pip install -q -r requirements.txt spaces
+"$VENV/bin/python" -m pip install -q --no-compile -r requirements.txt spaces
 echo "space_check: requirements.txt environment installed in $((SECONDS - start)) s"
 
 work=$(mktemp -d)

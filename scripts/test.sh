@@ -28,7 +28,7 @@ fi
 source scripts/venv.sh
 start=$SECONDS
 VENV=$(fresh_venv "$ROOT/.venv-test")
-"$VENV/bin/python" -m pip install -q -r requirements-dev.txt -e .
+"$VENV/bin/python" -m pip install -q --no-compile -r requirements-dev.txt -e .
 install_onnx2torch "$VENV"
 echo "test.sh: fresh test environment installed in $((SECONDS - start)) s"
 

@@ -18,5 +18,5 @@ fresh_venv() {
 install_onnx2torch() {
   local pin
   pin=$(grep -E '^onnx2torch' requirements.txt | cut -d';' -f1 | tr -d ' ')
-  "$1/bin/python" -m pip install -q --no-deps "$pin"
+  "$1/bin/python" -m pip install -q --no-compile --no-deps "$pin"
 }
