@@ -3,8 +3,13 @@
 # fresh_venv DIR: delete DIR and create a new virtual environment there; prints DIR.
 # The new pip reads the same pip config files and PIP_* variables as the system one (find-links
 # to the local torch wheel, index mirrors, the cache), so only the installed packages are new.
+# DEPTHWEB_REUSE_VENV=1 keeps an existing DIR (quick local reruns only; CI never sets it).
 fresh_venv() {
   local dir=$1
+  if [ "${DEPTHWEB_REUSE_VENV:-0}" = 1 ] && [ -x "$dir/bin/python" ]; then
+    echo "$dir"
+    return
+  fi
   rm -rf "$dir"
   "${PYTHON:-python3}" -m venv "$dir" >&2
   "$dir/bin/python" -m pip install -q --upgrade pip >&2
