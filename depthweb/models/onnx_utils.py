@@ -68,7 +68,8 @@ def providers_for(device: str) -> list[Any]:
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         log.warning("device %s requested but this onnxruntime has no CUDAExecutionProvider "
-                    "(install onnxruntime-gpu); running on CPU", device)
+                    "(install onnxruntime-gpu, or onnx2torch for the torch path); running on CPU",
+                    device)
     return ["CPUExecutionProvider"]
 
 
