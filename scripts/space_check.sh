@@ -51,3 +51,10 @@ if [ "$code" != 200 ]; then
   exit 1
 fi
 echo "space_check: Space-mode app served / (HTTP 200) $((SECONDS - t0)) s after start"
+review=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "http://127.0.0.1:$port/review/" || true)
+if [ "$review" != 200 ]; then
+  echo "space_check: the review path /review/ answered $review, not 200; app log:" >&2
+  tail -n 60 "$log" >&2
+  exit 1
+fi
+echo "space_check: /review/ (the sign-in page) answered 200"
