@@ -180,12 +180,28 @@ def check_motion(f: np.ndarray, inl: Matches, width: int, height: int) -> None:
                              "parallax; move the camera sideways between the two photos.")
     _, _, vt = np.linalg.svd(f)
     e = vt[-1]  # left epipole (homogeneous)
-    if abs(e[2]) > 1e-12:
-        ex, ey = e[0] / e[2], e[1] / e[2]
-        if -0.5 * width < ex < 1.5 * width and -0.5 * height < ey < 1.5 * height:
-            raise InputError("This pair cannot be rectified: the camera moved along its viewing "
-                             f"direction (the epipole falls at ({ex:.0f}, {ey:.0f}), in or near "
-                             "the picture); move the camera sideways between the two photos.")
+    if abs(e[2]) > 1e-12 and _expands_from(inl, e[:2] / e[2], width, height):
+        ex, ey = e[:2] / e[2]
+        raise InputError("This pair cannot be rectified: the camera moved along its viewing "
+                         f"direction (the epipole falls at ({ex:.0f}, {ey:.0f}), inside the "
+                         "picture); move the camera sideways between the two photos.")
+
+
+def _expands_from(inl: Matches, epipole: np.ndarray, width: int, height: int) -> bool:
+    """True when ``epipole`` (x, y) lies inside the picture and the matches move radially
+    from (or towards) it on every side, as forward motion makes them; a badly conditioned
+    epipole estimate of a sideways pair (all matches moving one way) does not count."""
+    if not (0 <= epipole[0] < width and 0 <= epipole[1] < height):
+        return False
+    flow = inl.right - inl.left
+    radial = inl.left - epipole
+    moving = np.linalg.norm(flow, axis=1) > 0.5
+    if moving.sum() < MIN_INLIERS:
+        return False
+    dots = np.einsum("ij,ij->i", flow[moving], radial[moving])
+    same = max((dots > 0).mean(), (dots < 0).mean())
+    sides = (radial[moving, 0] > 0).mean()
+    return bool(same > 0.8 and 0.1 < sides < 0.9)
 
 
 def _vertical_offset(pl: np.ndarray, pr: np.ndarray) -> float:
@@ -288,8 +304,8 @@ def rectify_uncalibrated(left: np.ndarray, right: np.ndarray,
     h, w = left.shape[:2]
     if right.shape[:2] != (h, w):
         raise InputError(f"The left image is {w}x{h} but the right image is "
-                         f"{right.shape[1]}x{right.shape[0]}: rectification needs one camera "
-                         "and one size for both photos.")
+                         f"{right.shape[1]}x{right.shape[0]}: both photos must have the same "
+                         "size.")
     f, inl = epipolar_inliers(match_features(left, right), w, h)
     check_motion(f, inl, w, h)
     notes: list[str] = []

@@ -148,9 +148,12 @@ def _build(fname: str, get) -> RigCalib:
 def _from_filestorage(text: str, fname: str) -> RigCalib:
     if "\x00" in text:
         raise InputError(f"{fname} is not a calibration file (it holds binary data).")
+    if not text.strip():
+        raise InputError(f"{fname} is not a readable OpenCV YAML/XML calibration file (it is "
+                         "empty).")
     try:
         fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
-    except cv2.error:
+    except (cv2.error, SystemError):  # OpenCV's parser errors surface as either
         raise InputError(f"{fname} is not a readable OpenCV YAML/XML calibration file.") from None
     if not fs.isOpened():
         raise InputError(f"{fname} is not a readable OpenCV YAML/XML calibration file.")
