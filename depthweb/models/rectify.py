@@ -260,28 +260,60 @@ def _essential(inl: Matches, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, Mat
     return r, t.ravel(), inl.subset(good)
 
 
-def _homography_path(f: np.ndarray, inl: Matches, size: tuple[int, int]) -> Rectification:
+def _opencv_homographies(f: np.ndarray, inl: Matches, size: tuple[int, int]
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
     """``cv2.stereoRectifyUncalibrated``, both homographies scaled and moved together so the
-    rectified left view fills the frame (rows stay aligned)."""
+    rectified left view fills the frame (rows stay aligned); ``None`` when OpenCV's answer is
+    degenerate (the line at infinity crossing the picture, a squashed view, rows not aligned),
+    which happens for nearly rectified pairs."""
     w, h = size
     ok, h1, h2 = cv2.stereoRectifyUncalibrated(inl.left, inl.right, f, size)
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    for hm in (h1, h2) if ok else ():
+        depth = np.c_[corners, np.ones(4)] @ hm[2]
+        if not (np.all(depth > 0) or np.all(depth < 0)) or np.abs(depth).max() > 3 * np.abs(
+                depth).min():
+            return None
     if not ok:
-        raise InputError("This pair cannot be rectified from its features (OpenCV found no "
-                         "rectifying homographies); move the camera sideways between the photos.")
-    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64).reshape(-1, 1, 2)
-    c = cv2.perspectiveTransform(corners, h1).reshape(-1, 2)
-    flip_x = -1.0 if c[1, 0] < c[0, 0] else 1.0  # keep left-to-right order
-    flip_y = -1.0 if c[3, 1] < c[0, 1] else 1.0
-    c = c * [flip_x, flip_y]
-    lo, hi = c.min(0), c.max(0)
+        return None
+    c = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), h1).reshape(-1, 2)
+    flip = np.array([-1.0 if c[1, 0] < c[0, 0] else 1.0, -1.0 if c[3, 1] < c[0, 1] else 1.0])
+    lo, hi = (c * flip).min(0), (c * flip).max(0)
     scale = min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1]))
-    s = np.array([[scale * flip_x, 0, -scale * lo[0]], [0, scale * flip_y, -scale * lo[1]],
+    s = np.array([[scale * flip[0], 0, -scale * lo[0]], [0, scale * flip[1], -scale * lo[1]],
                   [0, 0, 1]])
     h1, h2 = s @ h1, s @ h2
-    quad = cv2.perspectiveTransform(corners, h1).reshape(-1, 2)
+    quad = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), h1).reshape(-1, 2)
     if cv2.contourArea(quad.astype(np.float32)) < 0.25 * w * h:
-        raise InputError("This pair cannot be rectified: rectifying it would distort the "
-                         "photos too much; move the camera sideways between the photos.")
+        return None
+    rl = cv2.perspectiveTransform(inl.left.reshape(-1, 1, 2), h1).reshape(-1, 2)
+    rr = cv2.perspectiveTransform(inl.right.reshape(-1, 1, 2), h2).reshape(-1, 2)
+    return (h1, h2) if _vertical_offset(rl, rr) <= MAX_AFTER_PX else None
+
+
+def _homography_path(f: np.ndarray, inl: Matches, size: tuple[int, int],
+                     fallback_fov_deg: float) -> Rectification:
+    """The fundamental-matrix path (disparity only). When OpenCV's homographies are
+    degenerate, rectifying rotations are taken from an essential matrix with a focal length
+    assumed from ``fallback_fov_deg`` (horizontal FOV, degrees) instead; the output is still
+    treated as disparity only, and a note says so."""
+    w, h = size
+    found = _opencv_homographies(f, inl, size)
+    if found is None:
+        focal = 0.5 * w / math.tan(math.radians(fallback_fov_deg) / 2)
+        k = np.array([[focal, 0, w / 2 - 0.5], [0, focal, h / 2 - 0.5], [0, 0, 1]])
+        pose = _essential(inl, k)
+        if pose is None:
+            raise InputError("This pair cannot be rectified: rectifying it would distort the "
+                             "photos too much; move the camera sideways between the photos.")
+        zero = np.zeros(5)
+        rect = _from_rotations("fundamental", pose[2], size, (k, zero, k, zero), *pose[:2])
+        rect.q, rect.r1 = None, None  # the focal is a guess: no depth from these rotations
+        rect.notes.append("OpenCV's stereoRectifyUncalibrated gave a degenerate warp for this "
+                          "nearly rectified pair, so its rectifying rotations come from an "
+                          f"assumed {fallback_fov_deg:g} deg field of view (disparity only)")
+        return rect
+    h1, h2 = found
     maps = [_homography_maps(np.linalg.inv(hm), w, h) for hm in (h1, h2)]
     to_rect = cv2.perspectiveTransform(_grid(w, h), h1).reshape(h, w, 2).astype(np.float32)
     rl = cv2.perspectiveTransform(inl.left.reshape(-1, 1, 2), h1).reshape(-1, 2)
@@ -296,11 +328,11 @@ def _homography_maps(inv: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(src[..., 0]), np.ascontiguousarray(src[..., 1])
 
 
-def rectify_uncalibrated(left: np.ndarray, right: np.ndarray,
-                         focal_px: float | None = None) -> Rectification:
+def rectify_uncalibrated(left: np.ndarray, right: np.ndarray, focal_px: float | None = None,
+                         *, fallback_fov_deg: float = 60.0) -> Rectification:
     """Rectify from features: the essential-matrix path when ``focal_px`` (pixels, principal
     point at the centre, both views) is given and consistent with the matches, else the
-    fundamental-matrix path."""
+    fundamental-matrix path (``fallback_fov_deg``: see :func:`_homography_path`)."""
     h, w = left.shape[:2]
     if right.shape[:2] != (h, w):
         raise InputError(f"The left image is {w}x{h} but the right image is "
@@ -320,7 +352,7 @@ def rectify_uncalibrated(left: np.ndarray, right: np.ndarray,
         notes.append(f"the focal length {focal_px:.1f} px does not fit the matches (the "
                      "essential matrix failed), so the pair was rectified from the fundamental "
                      "matrix: disparity only")
-    rect = _homography_path(f, inl, (w, h))
+    rect = _homography_path(f, inl, (w, h), fallback_fov_deg)
     rect.notes += notes
     return _checked(rect)
 

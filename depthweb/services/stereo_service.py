@@ -212,7 +212,8 @@ def compute_stereo(left: LoadedImage, right: LoadedImage, calib, settings: Setti
         baseline = None  # the calibrated path is metric already
     else:
         intr = CameraHint(focal_px=calib.focal_px).intrinsics_for(left, settings)
-        rect = rectify_uncalibrated(left.rgb, right.rgb, intr.fx if calib.use_focal else None)
+        rect = rectify_uncalibrated(left.rgb, right.rgb, intr.fx if calib.use_focal else None,
+                                    fallback_fov_deg=settings.default_fov_deg)
         if rect.method == "fundamental":
             intr = Intrinsics.from_fov(w, h, settings.default_fov_deg)
     out, (rect_l, rect_r) = stereo_unrectified(left.rgb, right.rgb, rect, intr,

@@ -41,7 +41,7 @@ def test_the_three_endpoints_are_named_with_client_friendly_parameters(client):
                                   "anchors"]
     assert params["/compare"] == ["image", "models", "reference"]
     assert params["/stereo"] == ["left", "right", "calib", "focal_px", "baseline_m", "doffs",
-                                 "mono_model"]
+                                 "mono_model", "rectify"]
     assert not [name for name in api if name.startswith(("/on_", "/load_example"))]  # UI only
 
 
@@ -156,6 +156,44 @@ def test_stereo_on_middlebury_matches_ground_truth(client, shared_data, calibrat
     assert meta["kind"] == "metric_depth" and meta["intrinsics"]["source"] == "calib"
     assert decode_png16(Path(png16), meta).shape == (496, 718) and Path(glb).stat().st_size > 0
     assert fused_npy is None and info["mono_fill"] is None
+
+
+def test_the_bundled_stereo_example_runs(client):
+    """The Stereo tab's example (a ray-cast room with its calib.txt) through ``/stereo``:
+    depth within 5 % of the ray-caster's exact depth on most pixels."""
+    from depthweb.training.stereo_pair import render_stereo_pair
+    from depthweb.ui.stereo_tab import EXAMPLE_DIR, _examples
+
+    (left, right, calib, mode), = _examples()
+    assert mode == "rectified" and Path(left).parent == EXAMPLE_DIR
+    depth_npy, *_, info = client.predict(left=handle_file(left), right=handle_file(right),
+                                         calib=handle_file(calib), api_name="/stereo")
+    depth = np.load(depth_npy)
+    truth = render_stereo_pair(3).left.depth  # the scene scripts/make_stereo_example.py renders
+    ok = np.isfinite(depth) & np.isfinite(truth)
+    assert ok.mean() > 0.8 and info["kind"] == "metric_depth"
+    assert np.mean(np.abs(depth[ok] - truth[ok]) / truth[ok]) < 0.05
+    assert not any("does not look rectified" in n for n in info["notes"])
+
+
+def test_stereo_rectifies_from_features_through_the_api(client, tmp_path):
+    """``rectify="no-focal"`` on the example with its right view rotated: disparity only,
+    the rectification summary in the info."""
+    import cv2
+
+    from depthweb.ui.stereo_tab import _examples
+
+    (left, right, _, _), = _examples()
+    img = cv2.imread(right)
+    h, w = img.shape[:2]
+    turned = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 1.5, 1.0), (w, h))
+    cv2.imwrite(str(tmp_path / "right.png"), turned)
+    *_, info = client.predict(left=handle_file(left), right=handle_file(str(tmp_path /
+                                                                           "right.png")),
+                              calib=None, rectify="no-focal", api_name="/stereo")
+    rect = info["rectification"]
+    assert info["kind"] == "relative_disparity" and rect["method"] == "fundamental"
+    assert rect["epipolar_error_after_px"] < 0.5 < rect["epipolar_error_before_px"]
 
 
 def test_stereo_holes_are_filled_by_the_aligned_mono_model(client, shared_data):
