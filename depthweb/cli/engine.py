@@ -177,6 +177,6 @@ def cmd_stereo(args: argparse.Namespace) -> int:
     print(f"{display_name(stem)}: {r.kind} {r.width}x{r.height}, valid "
           f"{r.valid_fraction:.1%} -> {display_name(str(files[0].with_suffix('')))}.*, "
           f"{display_name(stem)}_disparity.npy")
-    for note in r.notes[1:]:
+    for note in r.notes:
         print(f"note: {note}")
     return 0

@@ -75,14 +75,14 @@ def info_text(info: dict) -> str:
                      f"median epipolar error {rect['epipolar_error_before_px']:.2f} px before, "
                      f"{rect['epipolar_error_after_px']:.2f} px after · inlier disparities "
                      f"{lo:.1f} to {hi:.1f} px")
-    lines += [f"**Note** {md_inline(n)}" for n in info.get("notes", [])[1:]]
+    lines += [f"**Note** {md_inline(n)}" for n in info.get("notes", [])]
     return "  \n".join(lines)
 
 
 def _examples() -> list[list[str]]:
     names = ("im0.png", "im1.png", "calib.txt")
     if all((EXAMPLE_DIR / n).is_file() for n in names):
-        return [[str(EXAMPLE_DIR / n) for n in names] + ["rectified"]]
+        return [[str(EXAMPLE_DIR / n) for n in names] + ["rectified", NO_MODEL]]
     return []
 
 
@@ -112,6 +112,11 @@ def build(ctx: Context) -> None:
             mono = gr.Dropdown(mono_choices, value=default_mono, label="Mono model to fill "
                                "stereo holes", elem_id="stereo-mono")
             run = gr.Button("Compute stereo depth", variant="primary", elem_id="stereo-run")
+    examples = _examples()
+    if examples:
+        gr.Examples(examples, [left, right, calib, mode, mono], label="Example: a rectified pair "
+                    "with its calib.txt", cache_examples=False, elem_id="stereo-examples",
+                    example_labels=["Ray-cast room (exact disparity)"])
     with gr.Row():
         disparity = gr.Image(label="Disparity", format="png", interactive=False,
                              elem_id="stereo-disparity")
@@ -153,10 +158,6 @@ def build(ctx: Context) -> None:
     run.click(on_run, [left, right, calib, mode, focal, baseline, doffs, mono],
               [disparity, depth, plot, model3d, downloads, info, readout, state, pair],
               api_visibility="private", **GPU_QUEUE)
-    examples = _examples()
-    if examples:
-        gr.Examples(examples, [left, right, calib, mode], label="Example: a ray-cast room "
-                    "(exact disparity), rectified, with its calib.txt", cache_examples=False)
 
     def on_probe(out, evt: gr.SelectData):
         if out is None:

@@ -164,8 +164,8 @@ def test_the_bundled_stereo_example_runs(client):
     from depthweb.training.stereo_pair import render_stereo_pair
     from depthweb.ui.stereo_tab import EXAMPLE_DIR, _examples
 
-    (left, right, calib, mode), = _examples()
-    assert mode == "rectified" and Path(left).parent == EXAMPLE_DIR
+    (left, right, calib, mode, mono), = _examples()
+    assert mode == "rectified" and mono == "none" and Path(left).parent == EXAMPLE_DIR
     depth_npy, *_, info = client.predict(left=handle_file(left), right=handle_file(right),
                                          calib=handle_file(calib), api_name="/stereo")
     depth = np.load(depth_npy)
@@ -183,7 +183,7 @@ def test_stereo_rectifies_from_features_through_the_api(client, tmp_path):
 
     from depthweb.ui.stereo_tab import _examples
 
-    (left, right, _, _), = _examples()
+    (left, right, *_), = _examples()
     img = cv2.imread(right)
     h, w = img.shape[:2]
     turned = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 1.5, 1.0), (w, h))
