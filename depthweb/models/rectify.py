@@ -367,11 +367,16 @@ def _checked(rect: Rectification) -> Rectification:
     return rect
 
 
+CHECK_MAX_SIDE = 640
+"""The rectified-input check matches features on copies at most this large (it only needs
+to tell offsets over a pixel from none, and runs on every rectified request)."""
+
+
 def vertical_disparity(left: np.ndarray, right: np.ndarray) -> tuple[float, int] | None:
-    """Median vertical offset (pixels) of the fundamental-matrix inliers of a supposedly
-    rectified pair and their count, or ``None`` when too few features match to tell."""
+    """Median vertical offset (full-resolution pixels) of the fundamental-matrix inliers of a
+    supposedly rectified pair and their count, or ``None`` when too few features match."""
     h, w = left.shape[:2]
-    matches = match_features(left, right)
+    matches = match_features(left, right, max_side=CHECK_MAX_SIDE, max_features=2000)
     if len(matches) < MIN_INLIERS:
         return None
     thresh = max(1.0, max(w, h) / MATCH_MAX_SIDE)

@@ -124,8 +124,9 @@ def build(ctx: Context) -> None:
                          interactive=False, elem_id="stereo-depth")
     readout = gr.Markdown("Run the matcher, then click the depth picture.",
                           elem_id="stereo-probe")
-    pair = gr.Image(label="The pair as matched (rectified), with guide lines: rows must "
-                    "correspond", format="png", interactive=False, elem_id="stereo-pair")
+    pair = gr.Image(label="The pair as matched (after rectification, if any), with guide "
+                    "lines: rows must correspond", format="png", interactive=False,
+                    elem_id="stereo-pair")
     info = gr.Markdown(elem_id="stereo-info")
     with gr.Row():  # not in tabs: a hidden gr.Model3D stays blank
         with gr.Column(scale=3, min_width=400):
