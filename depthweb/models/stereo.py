@@ -321,6 +321,19 @@ def disparity_to_depth(disparity: np.ndarray, calib: StereoCalib) -> np.ndarray:
     return z.astype(np.float32)
 
 
+def _check_calib_fits(calib: StereoCalib, w: int, h: int) -> None:
+    if calib.width and calib.height and (calib.width, calib.height) != (w, h):
+        raise InputError(
+            f"{calib.name} describes {calib.width}x{calib.height} images but the pair is "
+            f"{w}x{h}: use the calibration made for this resolution."
+        )
+    if calib.ndisp and calib.ndisp >= w:
+        raise InputError(
+            f"{calib.name} asks for {calib.ndisp} disparities but the pair is only {w} pixels "
+            "wide: use the calibration made for this resolution."
+        )
+
+
 def stereo_depth(
     left: np.ndarray | LoadedImage,
     right: np.ndarray | LoadedImage,
@@ -341,16 +354,7 @@ def stereo_depth(
     right_rgb = right.rgb if isinstance(right, LoadedImage) else np.asarray(right)
     _check_pair(left_rgb, right_rgb, names)
     h, w = left_rgb.shape[:2]
-    if calib.width and calib.height and (calib.width, calib.height) != (w, h):
-        raise InputError(
-            f"{calib.name} describes {calib.width}x{calib.height} images but the pair is "
-            f"{w}x{h}: use the calibration made for this resolution."
-        )
-    if calib.ndisp and calib.ndisp >= w:
-        raise InputError(
-            f"{calib.name} asks for {calib.ndisp} disparities but the pair is only {w} pixels "
-            "wide: use the calibration made for this resolution."
-        )
+    _check_calib_fits(calib, w, h)
     params = params or SGBMParams()
     num = num_disparities or default_num_disparities(w, calib)
     check_cost(h, w, num, max_cost)

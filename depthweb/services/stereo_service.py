@@ -223,6 +223,21 @@ def compute_stereo(left: LoadedImage, right: LoadedImage, calib, settings: Setti
     return StereoComputed(out, guide_lines(rect_l, rect_r), rect.info(), info)
 
 
+def _mono_fill(stereo: DepthResult, left: LoadedImage, mono_model: str, predict_fn: PredictFn,
+               settings: Settings) -> tuple[DepthResult, DepthResult, dict]:
+    """Run ``mono_model`` on the left view and :func:`fuse_mono` it with ``stereo``."""
+    if stereo.kind is DepthKind.RELATIVE_DISPARITY:
+        raise InputError("This pair gives disparity only (no usable focal length), so a "
+                         "mono model cannot be aligned to it: give a focal length or "
+                         "choose no mono model.")
+    h, w = left.rgb.shape[:2]
+    camera = CameraHint(focal_px=stereo.intrinsics.fx)
+    raw = predict_fn([left], mono_model, camera=camera, settings=settings)[0]
+    if raw.depth.shape != (h, w):
+        raise DepthwebError(f"{mono_model} returned {raw.depth.shape}, expected {(h, w)}.")
+    return fuse_mono(stereo, raw)
+
+
 def run_stereo(
     left_path: str | Path | None,
     right_path: str | Path | None,
@@ -249,17 +264,8 @@ def run_stereo(
     out = computed.result
     stereo, mono, fused, fill = out.depth, None, None, None
     if mono_model:
-        if stereo.kind is DepthKind.RELATIVE_DISPARITY:
-            raise InputError("This pair gives disparity only (no usable focal length), so a "
-                             "mono model cannot be aligned to it: give a focal length or "
-                             "choose no mono model.")
         progress(0.55, f"Running {mono_model}")
-        h, w = left.rgb.shape[:2]
-        camera = CameraHint(focal_px=stereo.intrinsics.fx)
-        raw = predict_fn([left], mono_model, camera=camera, settings=settings)[0]
-        if raw.depth.shape != (h, w):
-            raise DepthwebError(f"{mono_model} returned {raw.depth.shape}, expected {(h, w)}.")
-        mono, fused, fill = fuse_mono(stereo, raw)
+        mono, fused, fill = _mono_fill(stereo, left, mono_model, predict_fn, settings)
     progress(0.75, "Building the 3D view and files")
     stem = photo_stem(left_path, names[0])
     shown = fused if fused is not None else stereo

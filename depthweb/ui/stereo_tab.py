@@ -86,9 +86,9 @@ def _examples() -> list[list[str]]:
     return []
 
 
-def build(ctx: Context) -> None:
-    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
-    state = gr.State(None)
+def _inputs(ctx: Context) -> tuple:
+    """The input widgets and the bundled example: (left, right, calib, mode, focal, baseline,
+    doffs, mono, run button)."""
     mono_choices = [("none (stereo only)", NO_MODEL), *ctx.dropdown_choices()]
     default_mono = ctx.default_model() if ctx.available_names() else NO_MODEL
     with gr.Row():
@@ -117,6 +117,13 @@ def build(ctx: Context) -> None:
         gr.Examples(examples, [left, right, calib, mode, mono], label="Example: a rectified pair "
                     "with its calib.txt", cache_examples=False, elem_id="stereo-examples",
                     example_labels=["Ray-cast room (exact disparity)"])
+    return left, right, calib, mode, focal, baseline, doffs, mono, run
+
+
+def build(ctx: Context) -> None:
+    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
+    state = gr.State(None)
+    left, right, calib, mode, focal, baseline, doffs, mono, run = _inputs(ctx)
     with gr.Row():
         disparity = gr.Image(label="Disparity", format="png", interactive=False,
                              elem_id="stereo-disparity")

@@ -211,6 +211,30 @@ def test_stereo_holes_are_filled_by_the_aligned_mono_model(client, shared_data):
     assert fill["stereo_valid_fraction"] == pytest.approx(stereo_ok.mean(), abs=1e-6)
 
 
+def test_costly_or_unrectifiable_stereo_gets_one_sentence(client, studio, tmp_path):
+    """Issue 10 item 3 over HTTP: a 2900x2000 pair whose calib asks for 2880 disparities
+    (1.7e10 pixel-disparities, over the default cap of 1e9) is refused before matching and
+    writes nothing; a pair of unrelated pictures is refused when asked to rectify it."""
+    for name in ("l.png", "r.png"):
+        Image.new("RGB", (2900, 2000), (90, 120, 150)).save(tmp_path / name)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("cam0=[3000 0 1450; 0 3000 1000; 0 0 1]\ndoffs=0\nbaseline=100\n"
+                     "width=2900\nheight=2000\nndisp=2880\n")
+    before = sorted(p for p in studio.output_dir.rglob("*") if p.is_file())
+    with pytest.raises(AppError) as err:
+        client.predict(left=handle_file(str(tmp_path / "l.png")),
+                       right=handle_file(str(tmp_path / "r.png")),
+                       calib=handle_file(str(calib)), api_name="/stereo")
+    message = str(err.value)
+    assert "over this server's limit" in message and "2880 disparities" in message
+    assert message.count("\n") == 0
+    assert sorted(p for p in studio.output_dir.rglob("*") if p.is_file()) == before
+    left, right = small_photo(tmp_path, (320, 240), 3), small_photo(tmp_path, (320, 240), 4)
+    with pytest.raises(AppError, match="do not overlap enough"):
+        client.predict(left=handle_file(str(left)), right=handle_file(str(right)), calib=None,
+                       rectify="features", api_name="/stereo")
+
+
 def _bad_requests(tmp_path: Path) -> dict:
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
