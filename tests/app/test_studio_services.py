@@ -333,3 +333,14 @@ def test_importing_the_app_builds_and_launches_nothing():
     assert callable(app.build_app) and callable(ui.build_app)
     assert not hasattr(app, "demo") and not hasattr(app, "settings")
     assert {t.name for t in threading.enumerate()} <= threads  # no server thread
+
+
+def test_anchors_that_would_give_negative_depths_are_refused_and_change_nothing():
+    depth = ramp_depth()
+    pred = 1.0 / depth  # the truth up to scale
+    st = studio.StudioState(photo(), result(pred, DepthKind.RELATIVE_DISPARITY), "x")
+    # anchors saying 1/depth = pred - 0.5: every pixel farther than 2 m is beyond infinity
+    anchors = [(u, v, 1.0 / (float(pred[v, u]) - 0.5)) for u, v in ((0, 0), (5, 5))]
+    with pytest.raises(InputError, match="negative or absurd depths"):
+        studio.align(st, anchors)
+    assert st.aligned is None and st.alignment is None
