@@ -128,28 +128,31 @@ def shape_rule(pred: np.ndarray, kind: DepthKind | str, valid: np.ndarray) -> Sh
 
 
 def _raw_depth(pred: np.ndarray, kind: DepthKind, shift: float) -> np.ndarray:
-    """Unclamped depth of the shifted prediction; NaN/inf beyond infinity (disparity <= 0)."""
-    values = pred.astype(np.float64) + shift
+    """Unclamped depth of the shifted prediction; inf beyond infinity (disparity <= 0)."""
+    values = pred.astype(np.float32) + np.float32(shift)
     if kind is not DepthKind.RELATIVE_DISPARITY:
         return values
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(values > 0, 1.0 / values, np.inf)
+        values[~(values > 0) & np.isfinite(values)] = 0.0
+        np.divide(np.float32(1.0), values, out=values)  # 1 / 0 = inf: beyond the far plane
+    return values
 
 
 def apply_rule(
     pred: np.ndarray, rule: ShapeRule, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(depth, clamped): (H, W) float64 unnormalised depth of every valid pixel (NaN elsewhere)
+    """(depth, clamped): (H, W) float32 unnormalised depth of every valid pixel (NaN elsewhere)
     under ``rule``, and the (H, W) bool mask of pixels put on the far plane or the near limit."""
+    ok = valid & np.isfinite(pred)
+    raw = _raw_depth(pred, rule.kind, rule.shift)
+    low, far = np.float32(rule.near_depth / NEAR_SPAN), np.float32(rule.far_depth)
     with np.errstate(invalid="ignore"):
-        ok = valid & np.isfinite(pred)
-        raw = _raw_depth(np.where(ok, pred, np.nan), rule.kind, rule.shift)
         if rule.kind is not DepthKind.RELATIVE_DISPARITY:
-            raw = np.where(raw > 0, raw, -np.inf)  # at or behind the camera: nearest limit
-        low = rule.near_depth / NEAR_SPAN
-        clamped = ok & ((raw > rule.far_depth) | (raw < low))
-        depth = np.where(ok, np.clip(raw, low, rule.far_depth), np.nan)
-    return depth, clamped
+            raw[~(raw > 0)] = 0.0  # at or behind the camera: the near limit
+        clamped = ok & ((raw > far) | (raw < low))
+        np.clip(raw, low, far, out=raw)
+    raw[~ok] = np.nan
+    return raw, clamped
 
 
 def shape_depth(
@@ -166,6 +169,6 @@ def shape_depth(
         return np.full(pred.shape, np.nan, np.float32), None
     depth, _ = apply_rule(pred, rule, valid)
     if not kind.is_metric:
-        finite = depth[np.isfinite(depth)]
-        depth = depth / float(np.median(_sample(finite)))
-    return depth.astype(np.float32), rule
+        finite = _sample(depth.reshape(-1))
+        depth *= np.float32(1.0 / float(np.median(finite[np.isfinite(finite)])))
+    return depth, rule

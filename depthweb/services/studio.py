@@ -43,8 +43,9 @@ GLB_CAMERA = (90.0, 90.0, None)
 Gradio sets it up) at ``alpha = beta = 90`` deg sits on the +z side of the mesh's centre and
 looks down -z, the optical axis of our GLB (camera frame turned 180 deg about x): 0 deg between
 its view direction and the optical axis. The radius is left to the viewer's framing."""
-SLIDER_MAX_SIDE = 1600
-"""The slider shows at most this many pixels on the longer side (downloads are full size)."""
+SLIDER_MAX_SIDE = 1024
+"""The slider shows at most this many pixels on the longer side (downloads are full size;
+the slider is at most 520 px high on the page)."""
 
 
 def _noop(_fraction: float, _desc: str) -> None:

@@ -85,7 +85,11 @@ def depth_preview(result: DepthResult, cmap: str = "turbo", inverse: bool = True
     from depthweb.geometry.colormap import colorize
 
     values, near_is_high, _ = display_values(result, inverse)
-    return colorize(values, cmap=cmap if cmap in COLORMAPS else "turbo", invert=near_is_high)
+    sample = _sample(values.reshape(-1))
+    sample = sample[np.isfinite(sample)]
+    value_range = tuple(np.percentile(sample, [2, 98])) if sample.size else None
+    return colorize(values, cmap=cmap if cmap in COLORMAPS else "turbo", invert=near_is_high,
+                    value_range=value_range)
 
 
 def disparity_picture(disparity: np.ndarray, cmap: str = "turbo") -> np.ndarray:
@@ -95,28 +99,39 @@ def disparity_picture(disparity: np.ndarray, cmap: str = "turbo") -> np.ndarray:
     return colorize(disparity, cmap=cmap if cmap in COLORMAPS else "turbo", invert=True)
 
 
+def view_mesh(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult,
+              max_vertices: tuple[int, int]):
+    """The grid mesh the 3D views draw; the depth-jump cut is the same per source pixel
+    whatever the grid's stride (``1 + DEFAULT_JUMP_THRESHOLD`` per pixel, compounded), so a
+    coarse grid does not cut smooth slanted surfaces that a fine one keeps."""
+    from depthweb.geometry.mesh import DEFAULT_JUMP_THRESHOLD, build_grid_mesh, grid_stride
+
+    s = grid_stride(*shape.depth.shape, max_vertices)
+    jump = (1.0 + DEFAULT_JUMP_THRESHOLD) ** s - 1.0
+    return build_grid_mesh(shape.depth, rgb, result.intrinsics, stride=s, jump_threshold=jump)
+
+
 def mesh_figure(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, title: str):
     """Interactive plotly figure (about 256x192 vertices, cut at depth jumps, photo colours),
     opening with its camera exactly at the photo's viewpoint (see :func:`viewpoint_camera`)."""
-    from depthweb.geometry.mesh import PLOTLY_GRID, build_grid_mesh, mesh_to_plotly
+    from depthweb.geometry.mesh import PLOTLY_GRID, mesh_to_plotly
 
-    mesh = build_grid_mesh(shape.depth, rgb, result.intrinsics, max_vertices=PLOTLY_GRID)
+    mesh = view_mesh(shape, rgb, result, PLOTLY_GRID)
     if mesh.n_faces == 0:
         return None
-    fig = mesh_to_plotly(mesh, title=title, unit=shape.unit, note=shape.note)
     lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
     pad = 0.02 * float((hi - lo).max()) + 1e-6
     lo, hi = lo - pad, hi + pad
     ratio = (hi - lo) / float((hi - lo).max())
-    look_z = float(np.median(mesh.vertices[:, 2]))
-    fig.update_scenes(
-        xaxis_range=[float(lo[0]), float(hi[0])], yaxis_range=[float(lo[1]), float(hi[1])],
-        zaxis_range=[float(lo[2]), float(hi[2])], aspectmode="manual",
-        aspectratio=dict(x=float(ratio[0]), y=float(ratio[1]), z=float(ratio[2])),
-        camera=viewpoint_camera(lo, hi, ratio, look_z),
-    )
-    fig.update_layout(height=540)
-    return fig
+    look_z = float(np.median(mesh.vertices[::7, 2]))
+    scene = {
+        **{f"{a}axis_range": [float(lo[i]), float(hi[i])] for i, a in enumerate("xyz")},
+        "aspectmode": "manual",
+        "aspectratio": {a: float(ratio[i]) for i, a in enumerate("xyz")},
+        "camera": viewpoint_camera(lo, hi, ratio, look_z),
+    }
+    return mesh_to_plotly(mesh, title=title, unit=shape.unit, note=shape.note, scene=scene,
+                          height=540)
 
 
 def viewpoint_camera(lo: np.ndarray, hi: np.ndarray, aspect: np.ndarray, look_z: float) -> dict:
@@ -147,10 +162,10 @@ def write_mesh_files(
     Both use ``mesh.GLB_GRID`` (512x384 vertices); the GLB's texture is the full-resolution photo.
     Returns the written paths (empty when no surface is left after the discontinuity cut).
     """
-    from depthweb.geometry.mesh import GLB_GRID, build_grid_mesh
+    from depthweb.geometry.mesh import GLB_GRID
     from depthweb.geometry.meshfile import write_glb, write_ply
 
-    mesh = build_grid_mesh(shape.depth, rgb, result.intrinsics, max_vertices=GLB_GRID)
+    mesh = view_mesh(shape, rgb, result, GLB_GRID)
     if mesh.n_faces == 0:
         return []
     written = []
