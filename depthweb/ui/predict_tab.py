@@ -99,20 +99,21 @@ def build(ctx: Context) -> None:
             return gr.skip()
         with user_errors("write the 3D file"):
             glb = studio.glb_file(st, ctx.new_request_dir())
-        return str(glb) if glb else None
+            camera = studio.glb_camera(st)
+        return gr.Model3D(str(glb) if glb else None, camera_position=camera)
 
-    def on_files(st, cm):
+    def on_files(st, cm, glb):
         if st is None:
             return gr.skip(), gr.skip()
         with user_errors("write the downloads"):
             files, picture, note = studio.download_files(st, ctx.new_request_dir(), cmap=cm)
-        return [str(p) for p in files], gr.Image(picture, label=note)
+        return [str(p) for p in files] + ([glb] if glb else []), gr.Image(picture, label=note)
 
     def finish(event) -> None:
         """After the first picture, outside the model queue: the GLB alone (the viewer does
         not wait for the other files), then the downloads and the normals picture."""
         event.success(on_glb, [state], [model3d], api_visibility="private").success(
-            on_files, [state, cmap], [downloads, normals], api_visibility="private")
+            on_files, [state, cmap, model3d], [downloads, normals], api_visibility="private")
 
     def on_predict(image, name, fpx, f35, fov_deg, cm, inv, progress=gr.Progress()):  # noqa: B008
         report = progress_callback(progress)
