@@ -268,18 +268,6 @@ def glb_file(state: StudioState, out_dir: Path) -> Path | None:
     return files[0] if files else None
 
 
-def glb_camera(state: StudioState) -> tuple[float, float, float | None]:
-    """``gr.Model3D`` ``camera_position`` for :func:`glb_file`'s mesh: :data:`GLB_CAMERA`'s
-    angles (looking along the optical axis) with the radius that puts the camera in the photo's
-    camera plane (the viewer orbits the mesh's bounding-box centre, at depth
-    ``(nearest + farthest) / 2``)."""
-    depth = state.shape().depth
-    finite = depth[np.isfinite(depth)]
-    if not finite.size:
-        return GLB_CAMERA
-    return GLB_CAMERA[0], GLB_CAMERA[1], float(finite.min() + finite.max()) / 2
-
-
 def download_files(
     state: StudioState, out_dir: Path, *, cmap: str = "turbo",
 ) -> tuple[list[Path], np.ndarray, str]:

@@ -99,8 +99,7 @@ def build(ctx: Context) -> None:
             return gr.skip()
         with user_errors("write the 3D file"):
             glb = studio.glb_file(st, ctx.new_request_dir())
-            camera = studio.glb_camera(st)
-        return gr.Model3D(str(glb) if glb else None, camera_position=camera)
+        return str(glb) if glb else None
 
     def on_files(st, cm, glb):
         if st is None:

@@ -119,8 +119,7 @@ def test_student_3d_views_are_complete_and_start_at_the_viewpoint(page, example,
     glb = glb_vertex_depths(fetch(page, '#predict-downloads a[download$=".glb"]'))
     assert_complete_and_plausible(glb, valid_grid_cells(valid, GLB_GRID), f"{stem} GLB")
 
-    alpha, beta, _ = model3d_camera(page)  # the radius comes with each GLB (service test)
-    assert (alpha, beta) == GLB_CAMERA[:2]  # 0 deg from the optical axis (see GLB_CAMERA)
+    assert model3d_camera(page) == list(GLB_CAMERA)  # 0 deg from the optical axis
     page.locator("#predict-model3d").scroll_into_view_if_needed()
     page.wait_for_selector("#predict-model3d canvas", state="visible")
     page.wait_for_timeout(1500)
