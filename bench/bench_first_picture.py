@@ -66,6 +66,10 @@ def _slider_ready(page) -> None:
                        i => i.complete && i.naturalWidth > 0); }""", timeout=300_000)
 
 
+def _info_text(page) -> str:
+    return page.evaluate("() => document.querySelector('#predict-info').innerText")
+
+
 def _one_click(page, before: str) -> tuple[float, float]:
     """(click to slider s, model forward s) for one request; ``before``: the old info text."""
     t0 = time.perf_counter()
@@ -75,7 +79,7 @@ def _one_click(page, before: str) -> tuple[float, float]:
         " return t && t !== old; }", arg=before, timeout=300_000)
     _slider_ready(page)
     elapsed = time.perf_counter() - t0
-    info = page.locator("#predict-info").inner_text()
+    info = _info_text(page)
     forward = re.search(r"forward (\d+) ms", info)
     return elapsed, int(forward.group(1)) / 1000 if forward else float("nan")
 
@@ -103,12 +107,14 @@ def browser_times(runs: int) -> tuple[list[float], list[float]]:
                 with sync_playwright() as pw:
                     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    page.set_default_timeout(300_000)
                     page.goto(url)
+                    page.wait_for_selector("#predict-run", state="visible")
                     page.locator("#predict-photo input[type=file]").set_input_files(str(PHOTO))
                     page.wait_for_timeout(1000)
                     clicks, forwards = [], []
                     for i in range(runs + 1):
-                        before = page.locator("#predict-info").inner_text()
+                        before = _info_text(page)
                         page.wait_for_timeout(1500)  # let the previous files finish
                         elapsed, forward = _one_click(page, before)
                         if i:
@@ -136,7 +142,16 @@ def run(quick: bool = False, browser: bool = True) -> Section:
              markdown_table([f"server work per request, {w}x{h}, model excluded (median)",
                              "seconds"], lines, "lr")]
     if browser and Path(CHROMIUM).exists():
-        clicks, forwards = browser_times(2 if quick else 3)
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            clicks, forwards = browser_times(2 if quick else 3)
+        except (TimeoutError, RuntimeError, PlaywrightError) as exc:
+            rows.append(Row(f"studio: Chromium click to slider, {w}x{h} photo", None, None,
+                            "s", skipped=f"{type(exc).__name__}: {str(exc)[:120]}"))
+            return Section("first_picture", "Studio: time to the first picture",
+                           f"python -m bench.bench_first_picture --runs {runs}", rows,
+                           "\n".join(parts))
         cm, mm = median(clicks), median(forwards)
         rows.append(Row(f"studio: Chromium click to slider, {w}x{h} photo", cm, mm, "s",
                         baseline_name="the model's forward time (student, CPU)",

@@ -242,6 +242,13 @@ def slider_pictures(state: StudioState, cmap: str = "turbo",
     return small, visuals.depth_preview(result, cmap, inverse)
 
 
+def figure_3d(state: StudioState):
+    """The plotly 3D view of :attr:`StudioState.current` (camera at the photo's viewpoint)."""
+    result = state.current
+    title = result.model + (" (aligned to anchors)" if state.aligned is not None else "")
+    return visuals.mesh_figure(state.shape(), state.rgb, result, title)
+
+
 def first_picture(
     state: StudioState, *, cmap: str = "turbo", inverse: bool = True, figure: bool = True,
 ) -> FirstPicture:
@@ -252,8 +259,7 @@ def first_picture(
     t0 = time.perf_counter()
     result = state.current
     shape = state.shape()
-    title = result.model + (" (aligned to anchors)" if state.aligned is not None else "")
-    fig = visuals.mesh_figure(shape, state.rgb, result, title) if figure else None
+    fig = figure_3d(state) if figure else None
     slider = slider_pictures(state, cmap, inverse)
     timings = dict(result.timings_ms)
     timings["first_picture"] = (time.perf_counter() - t0) * 1000

@@ -85,14 +85,20 @@ def build(ctx: Context) -> None:
                     clear = gr.Button("Clear points and alignment")
                 readout = gr.Markdown(elem_id="predict-measure")
 
-    first_outputs = [slider, plot, info, clicks, readout, state, model3d, downloads, normals]
+    first_outputs = [slider, info, clicks, readout, state, plot, model3d, downloads, normals]
 
     def show_first(st: studio.StudioState, first: studio.FirstPicture) -> tuple:
-        """The first picture; the GLB viewer, downloads and normals are emptied until their
-        own steps (``finish``) fill them."""
+        """Slider and info; the 3D view, GLB viewer, downloads and normals are emptied until
+        their own steps (``finish``) fill them."""
         picture = visuals.mark_points(st.rgb, st.points, [(u, v) for u, v, _ in st.anchors])
-        return (first.slider, first.figure, studio.info_markdown(first.info), picture,
-                studio.measure_text(st), st, None, None, None)
+        return (first.slider, studio.info_markdown(first.info), picture,
+                studio.measure_text(st), st, None, None, None, None)
+
+    def on_view3d(st):
+        if st is None:
+            return gr.skip()
+        with user_errors("draw the 3D view"):
+            return studio.figure_3d(st)
 
     def on_glb(st):
         if st is None:
@@ -109,9 +115,10 @@ def build(ctx: Context) -> None:
         return [str(p) for p in files] + ([glb] if glb else []), gr.Image(picture, label=note)
 
     def finish(event) -> None:
-        """After the first picture, outside the model queue: the GLB alone (the viewer does
-        not wait for the other files), then the downloads and the normals picture."""
-        event.success(on_glb, [state], [model3d], api_visibility="private").success(
+        """After the slider, outside the model queue: the plotly 3D view, then the GLB alone
+        (the viewer does not wait for the other files), then the downloads and normals."""
+        event.success(on_view3d, [state], [plot], api_visibility="private").success(
+            on_glb, [state], [model3d], api_visibility="private").success(
             on_files, [state, cmap, model3d], [downloads, normals], api_visibility="private")
 
     def on_predict(image, name, fpx, f35, fov_deg, cm, inv, progress=gr.Progress()):  # noqa: B008
@@ -120,7 +127,7 @@ def build(ctx: Context) -> None:
             camera = studio.camera_hint(fpx, f35, fov_deg)
             st = studio.run_prediction(image, name, camera, ctx.settings,
                                        predict_fn=ctx.predict_fn, progress=report)
-            first = studio.first_picture(st, cmap=cm, inverse=inv)
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
         return (*show_first(st, first), [])
 
     finish(run.click(on_predict, [photo, model, focal_px, focal_35, fov, cmap, inverse],
@@ -159,7 +166,7 @@ def build(ctx: Context) -> None:
         with user_errors("align to the anchors"):
             rows = [r for r in (table or []) if r and all(x not in (None, "") for x in r[:3])]
             st = studio.align(st, [(float(r[0]), float(r[1]), float(r[2])) for r in rows])
-            first = studio.first_picture(st, cmap=cm, inverse=inv)
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
         return show_first(st, first)
 
     finish(align.click(on_align, [state, anchors, cmap, inverse], first_outputs,
@@ -170,7 +177,7 @@ def build(ctx: Context) -> None:
             return gr.skip()
         with user_errors("clear the points"):
             st.points, st.anchors, st.aligned, st.alignment = [], [], None, None
-            first = studio.first_picture(st, cmap=cm, inverse=inv)
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
         return (*show_first(st, first), [])
 
     finish(clear.click(on_clear, [state, cmap, inverse], [*first_outputs, anchors],
