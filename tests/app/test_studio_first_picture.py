@@ -90,3 +90,15 @@ def test_downloads_come_after_and_render_still_gives_everything(tmp_path):
     assert sorted(p.name for p in view.files) == sorted([*names, "p.glb"])
     assert view.glb is not None and view.figure is None
     assert {"first_picture", "files"} <= set(view.info["timings_ms"])
+
+
+def test_model3d_camera_looks_along_the_optical_axis():
+    """Babylon's orbit camera (right-handed, as Gradio's viewer sets it up) sits at
+    ``target + r (cos a sin b, cos b, sin a sin b)``; our GLB's optical axis is glTF's -z (the
+    camera frame turned 180 deg about x). The stated angle between them is 0 deg."""
+    alpha, beta, radius = (np.radians(studio.GLB_CAMERA[0]), np.radians(studio.GLB_CAMERA[1]),
+                           studio.GLB_CAMERA[2])
+    offset = np.array([np.cos(alpha) * np.sin(beta), np.cos(beta), np.sin(alpha) * np.sin(beta)])
+    view = -offset / np.linalg.norm(offset)
+    angle = np.degrees(np.arccos(np.clip(view @ np.array([0.0, 0.0, -1.0]), -1, 1)))
+    assert angle < 1e-6 and radius is None  # the viewer frames the mesh itself
