@@ -99,7 +99,7 @@ def launch_and_wait(
     return proc, url_box[0] if url_box else ""
 
 
-def start_studio(root: Path, timeout_s: float = 120.0, *, models: bool = True) -> StudioServer:
+def start_studio(root: Path, timeout_s: float = 300.0, *, models: bool = True) -> StudioServer:
     """Build the models, start the app in a subprocess and wait until it serves.
 
     ``models=False``: no model besides the bundled student (a visitor's offline machine).
