@@ -54,6 +54,7 @@ BENCHMARKS = {  # key -> module; the order of the table and the docs
     "stereo": "bench.bench_stereo",
     "store": "bench.bench_store",
     "app_start": "bench.bench_app_start",
+    "first_picture": "bench.bench_first_picture",
     "load": "bench.bench_load",
     "gpu": "bench.bench_gpu",
     "video": "bench.bench_video",
