@@ -108,8 +108,14 @@ def test_anonymous_studio_calls_answer_with_users_in_the_database(sec_server, ct
         assert s.scalar(select(func.count(User.id))) >= 4  # the review platform has users
     visitor = Client(sec_server.studio_url, verbose=False, analytics_enabled=False,
                      download_files=str(tmp_path / "dl"))
+    from gradio_client.exceptions import AppError
+
     case = make_case(ctx, tmp_path, str(sec_server.teacher_weights))
-    out = visitor.predict(*arguments(name, case), api_name=name)
+    try:
+        out = visitor.predict(*arguments(name, case), api_name=name)
+    except AppError as err:  # the tiny random teacher predicts a constant map: /compare ran
+        assert name == "/compare" and "every other model predicts a constant map" in str(err)
+        return  # both models, for an anonymous caller, and said so in one sentence
     assert isinstance(out, tuple | list) and any(v not in (None, "", [], {}) for v in out)
 
 
