@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     keys = args.only or list(BENCHMARKS)
     argv_used = sys.argv[1:] if argv is None else argv
-    run = report.RunInfo(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    run = report.RunInfo(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                          " ".join(["python -m bench", *map(shlex.quote, argv_used)]))
     load_before, t0 = load_average(), time.perf_counter()
     sections = []

@@ -9,10 +9,16 @@
 - ``DEPTHWEB_OUTPUT_DIR`` (``<tmp>/depthweb-outputs``): temporary web outputs.
 - ``DEPTHWEB_OUTPUT_MAX_AGE_MIN`` (``30``): web outputs older than this are deleted.
 - ``DEPTHWEB_DEVICE`` (``auto``): ``auto``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+- ``DEPTHWEB_ONNX_RUNTIME`` (``auto``): engine of the ONNX backends (Metric3D, UniDepth):
+  ``onnxruntime``, ``torch`` (the graph converted with onnx2torch) or ``auto`` (ONNX Runtime on
+  the CPU or with its CUDA provider, the torch conversion on other CUDA machines such as ZeroGPU).
 - ``DEPTHWEB_MAX_PIXELS`` (``50000000``): larger images are refused (decompression bombs).
 - ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
 - ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
 - ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
+- ``DEPTHWEB_STEREO_MAX_COST`` (``1000000000``): a stereo request whose pixels x disparities
+  (after rectification, where the pair is rectified first) exceed this is refused before
+  matching (SGBM costs a few ns per pixel-disparity and holds the model queue). ``0``: no limit.
 - ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
   users exist).
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
@@ -75,11 +81,13 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs"
     )
     device: str = "auto"
+    onnx_runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
     max_pixels: int = 50_000_000
     max_upload_mb: int = 50
     output_max_age_min: float = 30.0
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
+    stereo_max_cost: float = Field(default=1e9, ge=0)
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
     admins: str = ""

@@ -15,7 +15,7 @@ from depthweb.errors import DepthwebError, InputError
 from depthweb.geometry.intrinsics import resolve_intrinsics
 from depthweb.imaging import LoadedImage, check_dimensions, display_name, load_image
 from depthweb.models.registry import load_backend
-from depthweb.services.export import write_outputs
+from depthweb.services.export import npy_bytes, write_outputs
 from depthweb.types import DepthResult, Intrinsics
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,9 @@ def predict_files(
                                     device=device, settings=settings)[0]
             result.timings_ms["decode"] = decode_ms
             outcome.result = result
-            outcome.files = write_outputs(result, out_dir, Path(path).stem,
+            more = ({} if result.confidence is None else  # UniDepth: (H, W) float32 in [0, 1]
+                    {"_confidence.npy": npy_bytes(result.confidence.astype(np.float32))})
+            outcome.files = write_outputs(result, out_dir, Path(path).stem, more=more,
                                           extra={"input": Path(path).name})
         except DepthwebError as exc:
             outcome.error = str(exc)

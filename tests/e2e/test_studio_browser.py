@@ -14,6 +14,7 @@ from depthweb.pfm import read_pfm
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"  # shipped, with credits
 PHOTO = "randy-fath-G1yhU1Ej-9A-unsplash.jpg"  # 1500x1000 chess pieces (Unsplash)
 
 
@@ -47,8 +48,8 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
     page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)
 
 
-def test_predict_a_real_photo_slider_3d_and_npy_download(page, shared_data, artifacts, tmp_path):
-    photo = shared_data / "wild" / PHOTO
+def test_predict_a_real_photo_slider_3d_and_npy_download(page, artifacts, tmp_path):
+    photo = EXAMPLES / PHOTO
     height, width = load_image(photo).rgb.shape[:2]
     page.locator("#predict-photo input[type=file]").set_input_files(str(photo))
     wait_for_image(page, "#predict-photo")
@@ -170,8 +171,8 @@ def test_stereo_tab_reports_depth_matching_ground_truth(page, shared_data, artif
     page.locator("#stereo-model3d").screenshot(path=str(artifacts / "stereo_glb.png"))
 
 
-def test_compare_two_models_side_by_side(page, shared_data, artifacts):
-    photo = shared_data / "wild" / "monodepth2_test_image.jpg"
+def test_compare_two_models_side_by_side(page, artifacts):
+    photo = EXAMPLES / "monodepth2_test_image.jpg"
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-photo input[type=file]").set_input_files(str(photo))
     wait_for_image(page, "#compare-photo")
