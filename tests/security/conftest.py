@@ -64,7 +64,11 @@ def sec_server(tmp_path_factory, pytestconfig) -> ReviewServer:
     weights = build_tiny_depth_anything(root / "teacher")
     data_dir = seed(root, shared, weights)
     _seed_extras(data_dir, root)
-    server = start_review_app(root, data_dir, weights)
+    models = root / "models"  # the Studio's /compare needs two models: the tiny teacher too
+    models.mkdir()
+    (models / "depth-anything-v2-small").symlink_to(weights, target_is_directory=True)
+    server = start_review_app(root, data_dir, weights,
+                              extra_env={"DEPTHWEB_MODEL_DIR": str(models)})
     pytestconfig.add_cleanup(server.stop)
     return server
 
