@@ -141,7 +141,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_db_gc(args: argparse.Namespace) -> int:
     with _context() as ctx, ctx.session(readonly=True) as s:
         removed = ctx.store.gc(s, min_age_s=args.min_age_s)
-    print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.root}")
+    print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.url}")
     return 0
 
 
