@@ -24,7 +24,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath
@@ -231,6 +231,16 @@ class BlobStore:
             return Path(shard).is_dir() and any(Path(shard).glob(f"{ref}*"))
         self.fs.invalidate_cache(str(shard))
         return bool(self.fs.glob(f"{shard}/{ref}*"))
+
+    def existing(self, paths: Iterable[str]) -> set[str]:
+        """Which of these relative blob paths are there (object storage: one listing, not a
+        request per path)."""
+        wanted = set(paths)
+        if not wanted:
+            return set()
+        if self.is_local:
+            return {p for p in wanted if (Path(self.root) / p).is_file()}
+        return wanted & {self._rel(p) for p, _ in self._listing()}
 
     def get_bytes(self, ref: BlobRef, *, verify: bool = False) -> bytes:
         """The blob's bytes (``FileNotFoundError`` when it is gone); ``verify``: check sha256."""
