@@ -11,6 +11,7 @@ caller's thread; writes already handed to the writer finish first (their effects
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +56,7 @@ class Pipeline(Generic[T, D, R, W]):
             decoding: deque[tuple[T, Future[D]]] = deque()
             writes: deque[Future[W]] = deque()
             source = iter(items)
+            failed = threading.Event()
             try:
                 self._fill(source, decoding, dec, window)
                 while decoding:
@@ -62,7 +64,8 @@ class Pipeline(Generic[T, D, R, W]):
                     self._fill(source, decoding, dec, window)
                     ok_items, ok_data = self._collect(batch)
                     if ok_items:
-                        writes.append(writer.submit(self.write, self.infer(ok_items, ok_data)))
+                        writes.append(writer.submit(self._write, self.infer(ok_items, ok_data),
+                                                    failed))
                     while writes and (writes[0].done() or len(writes) > self.max_pending_writes):
                         self.on_written(writes.popleft().result())
                 while writes:
@@ -73,6 +76,16 @@ class Pipeline(Generic[T, D, R, W]):
                 for fut in writes:
                     fut.cancel()  # a write already running finishes (the executor waits)
                 raise
+
+    def _write(self, result: R, failed: threading.Event) -> W:
+        """``write`` unless an earlier write failed (then nothing after it is written)."""
+        if failed.is_set():
+            raise _Skipped("an earlier write failed")
+        try:
+            return self.write(result)
+        except BaseException:
+            failed.set()
+            raise
 
     def _fill(self, source: Iterator[T], decoding: deque, pool: ThreadPoolExecutor,
               window: int) -> None:
@@ -97,3 +110,8 @@ class Pipeline(Generic[T, D, R, W]):
 
 
 _END = object()
+
+
+class _Skipped(RuntimeError):
+    """A write not attempted because an earlier one failed (never reaches the caller: the
+    earlier failure is raised first)."""
