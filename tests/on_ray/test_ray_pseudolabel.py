@@ -60,7 +60,7 @@ def test_ray_labels_like_the_in_process_path(ctx, ray_address, image_folder, tin
     kw = {"user": SYSTEM, "weights": str(tiny_teacher), "device": "cpu", "batch_size": 2}
     local = pseudo_label(ctx, "local", TEACHER, **kw)
     ticks = []
-    ray_run = pseudo_label_ray(ctx, "ray", TEACHER, workers=2, commit_every=2,
+    ray_run = pseudo_label_ray(ctx, "ray", TEACHER, workers=2,
                                progress=lambda d, t, n: ticks.append((d, t)), **kw)
     assert (ray_run.labelled, ray_run.failed, local.labelled) == (5, [], 5)
     assert ticks == [(i, 5) for i in range(1, 6)]
@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_job_is_retried_without_duplicates(ctx, ray_address,
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     report = pseudo_label_ray(ctx, "d", TEACHER, user=SYSTEM, weights=str(tiny_teacher),
-                              device="cpu", batch_size=1, commit_every=1, workers=2,
+                              device="cpu", batch_size=1, workers=2,
                               uncertainty="none")
     thread.join(timeout=60)
     assert killed, "no model actor was killed mid-job"

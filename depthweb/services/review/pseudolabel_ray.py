@@ -6,7 +6,7 @@ CPU tasks decode them (``num_cpus=0.25`` each), a pool of ``workers`` actors eac
 teacher once and run batches (``cpus_per_worker`` CPUs, fractional so that on a 2-CPU machine
 the read and decode stages keep running beside two model actors; ``num_gpus_per_worker`` GPUs)
 and write each depth file to the shared blob store; the driver commits the prediction and task
-rows in batches (:func:`~depthweb.services.review.pseudolabel.commit_labelled`), after the
+rows (:func:`~depthweb.services.review.pseudolabel.commit_labelled`), after the
 files exist. Only the driver talks to the database, so SQLite works on one machine; across
 machines use PostgreSQL and a shared blob store (a shared path or ``s3://``) reachable under
 the same settings from every machine.
@@ -202,16 +202,16 @@ def pseudo_label_ray(
     workers: int = 2,
     num_gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 0.5,
-    commit_every: int = 32,
 ) -> PseudoLabelReport:
     """Label what :func:`~depthweb.services.review.pseudolabel.pseudo_label` would, on Ray
     (see the module docstring); same options, plus ``address`` (None: the Ray this process
     joined, else a local one), ``workers`` model actors with ``num_gpus_per_worker`` GPUs and
-    ``cpus_per_worker`` CPUs each, and ``commit_every`` rows per driver transaction."""
+    ``cpus_per_worker`` CPUs each. The driver commits each model batch's rows in one
+    transaction as soon as the batch arrives."""
     require_role(user, Role.ADMIN)
     check_options(batch_size, uncertainty)
-    if workers < 1 or commit_every < 1:
-        raise InputError("--workers and the commit batch must be at least 1.")
+    if workers < 1:
+        raise InputError("--workers must be at least 1.")
     if num_gpus_per_worker < 0 or cpus_per_worker <= 0:
         raise InputError("--num-gpus-per-worker must be >= 0 and CPUs per worker > 0.")
     t0 = time.perf_counter()
@@ -228,7 +228,7 @@ def pseudo_label_ray(
             ds = _build(ray, ctx, plan, kwargs, batch_size=batch_size, workers=workers,
                         cpus_per_worker=cpus_per_worker, gpus=num_gpus_per_worker)
             _commit_stream(ctx, user, plan, report, ds.iter_batches(
-                batch_size=commit_every, batch_format="numpy"), progress)
+                batch_size=None, batch_format="numpy"), progress)
     report.seconds = time.perf_counter() - t0
     log.info("pseudo-label (ray) %s", report.summary())
     return report
