@@ -22,7 +22,9 @@ from depthweb.store.models import Image, Prediction, Task
 from tests.faults import checks, kit
 from tests.review.conftest import TEACHER
 
-pytestmark = pytest.mark.slow
+# Slow: each Ray job starts its actors (a few seconds when quiet; minutes on this shared VM at a
+# load average of 20-40, hence the long per-test timeout).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ACTOR_TITLE = "LabelActor"  # Ray names the actor process ray::MapWorker(MapBatches(LabelActor))
 TIMEOUT_S = 600.0
 
