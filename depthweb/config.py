@@ -1,6 +1,8 @@
 """Settings, declared once: every field comes from an environment variable ``DEPTHWEB_<NAME>``.
 
-- ``DEPTHWEB_DATA_DIR`` (``~/.local/share/depthweb``): database, blob store, registered students.
+- ``DEPTHWEB_DATA_DIR``: database, blob store, registered students, exports and runs. Default:
+  ``/data/depthweb`` when ``/data`` exists and is writable (a Hugging Face Space's persistent
+  storage, a Docker volume), else ``~/.local/share/depthweb``.
 - ``DEPTHWEB_BLOB_URL`` (``<data_dir>/blobs``): where the blob store lives: a local or shared
   path, or an fsspec URL of object storage such as ``s3://bucket/prefix`` (needs ``s3fs``).
 - ``DEPTHWEB_BLOB_STORAGE_OPTIONS`` (``{}``): JSON options for that URL's fsspec driver, e.g.
@@ -16,11 +18,18 @@
 - ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
 - ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
 - ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
+- ``DEPTHWEB_STEREO_MAX_COST`` (``1000000000``): a stereo request whose pixels x disparities
+  (after rectification, where the pair is rectified first) exceed this is refused before
+  matching (SGBM costs a few ns per pixel-disparity and holds the model queue). ``0``: no limit.
 - ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
   users exist).
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
   beyond it a request is answered at once with Gradio's "queue is full" (HTTP 503) instead of
   waiting without bound. ``0`` means no limit.
+- ``DEPTHWEB_ADMINS`` (empty): comma-separated Hugging Face user names that get the admin role
+  when they sign in with Hugging Face (Space mode); the first admins of a Space.
+- ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (``viewer``): the role of every other Hugging Face account
+  the first time it signs in (``viewer`` or ``reviewer``).
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -31,13 +40,31 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PERSISTENT_ROOT = Path("/data")
+"""Where Hugging Face Spaces mount persistent storage (and where the Docker image keeps its
+volume)."""
+
+
+def persistent_storage(root: Path | None = None) -> bool:
+    """True when ``root`` (default :data:`PERSISTENT_ROOT`) is a directory this process may
+    write to."""
+    root = PERSISTENT_ROOT if root is None else root
+    return root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+
+
+def on_space() -> bool:
+    """True inside a Hugging Face Space (``SYSTEM=spaces``)."""
+    return os.environ.get("SYSTEM") == "spaces"
+
 
 def _default_data_dir() -> Path:
+    if persistent_storage():
+        return PERSISTENT_ROOT / "depthweb"
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "depthweb"
 
@@ -63,8 +90,23 @@ class Settings(BaseSettings):
     output_max_age_min: float = 30.0
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
+    stereo_max_cost: float = Field(default=1e9, ge=0)
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
+    admins: str = ""
+    oauth_default_role: Literal["viewer", "reviewer"] = "viewer"
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        """``DEPTHWEB_ADMINS`` as a set of Hugging Face user names (case kept)."""
+        return frozenset(n.strip() for n in self.admins.split(",") if n.strip())
+
+    @property
+    def data_lost_on_restart(self) -> bool:
+        """True on a Space whose data dir is not on persistent storage (``/data``)."""
+        data = Path(self.data_dir).expanduser().resolve()
+        return on_space() and not (persistent_storage()
+                                   and data.is_relative_to(PERSISTENT_ROOT.resolve()))
 
     @property
     def resolved_database_url(self) -> str:
