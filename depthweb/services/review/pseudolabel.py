@@ -30,7 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from depthweb.config import Settings
 from depthweb.errors import InputError
@@ -283,11 +285,24 @@ def commit_labelled(ctx: ReviewContext, user: Actor, weights: str, batch: Sequen
                 store=ctx.store, uncertainty=item.score)
             if (not created and item.image_id in relabel
                     and pred.depth_blob_sha256 != item.depth.sha256):
-                pred.depth_blob_sha256 = item.depth.sha256
+                lost, pred.depth_blob_sha256 = pred.depth_blob_sha256, item.depth.sha256
+                _forget_blob(s, lost)
             ensure_task(session=s, user=user, image_id=item.image_id, prediction_id=pred.id,
                         priority=item.score)
             created_n += int(created)
     return created_n
+
+
+def _forget_blob(session: Session, sha256: str) -> None:
+    """Delete the row of a blob whose file is lost, unless another row still points to it (the
+    foreign keys refuse; a savepoint keeps the rest of the transaction)."""
+    session.flush()
+    try:
+        with session.begin_nested():
+            session.execute(delete(Blob).where(Blob.sha256 == sha256))
+    except IntegrityError:
+        log.warning("blob %s is lost but still referenced; `depthweb db check` reports it",
+                    sha256[:12])
 
 
 def check_options(batch_size: int, uncertainty: str) -> None:
