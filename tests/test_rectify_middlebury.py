@@ -29,6 +29,7 @@ from depthweb.models.stereo import StereoCalib, disparity_to_depth, stereo_depth
 from depthweb.models.stereo_rectified import stereo_unrectified
 from depthweb.pfm import read_pfm
 from depthweb.types import Intrinsics, IntrinsicsSource
+from tests.conftest import real_data_fixture
 
 SCENES = ["Adirondack", "Motorcycle"]
 WARNING = "does not look rectified"
@@ -82,6 +83,7 @@ class Scene:
 
 
 @pytest.fixture(scope="module", params=SCENES)
+@real_data_fixture
 def scene(request):
     from tests.conftest import require_shared_data
 

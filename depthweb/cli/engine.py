@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="predict depth for images and write raw exports")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    add_model_options(p)
+    add_model_options(p, required=False)
     p.add_argument("--focal-px", type=float, help="known focal length in pixels")
     p.add_argument("--focal-35mm", type=float, help="known focal length, 35 mm equivalent")
     p.add_argument("--fov-deg", type=float, help="known horizontal field of view in degrees")
@@ -51,9 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_stereo)
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """``-m/--weights/--device``: shared by predict, pseudo-label and eval."""
-    p.add_argument("-m", "--model", required=True, help="model name (see `depthweb models`)")
+def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``-m/--weights/--device``: shared by predict, pseudo-label and eval (``-m`` is optional
+    only where a default makes sense: ``predict``)."""
+    default = ("; default: the configured default model if its weights are here, else the "
+               "bundled depthweb-student") if not required else ""
+    p.add_argument("-m", "--model", required=required,
+                   help=f"model name (see `depthweb models`){default}")
     p.add_argument("--weights", help="local weights directory/file or hub id[@revision]")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: settings)")
 
@@ -119,9 +123,12 @@ def _progress(total: int, desc: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from depthweb.services.predict import CameraHint, predict_files
+    from depthweb.services.predict import CameraHint, predict_files, resolve_model
 
     camera = CameraHint(focal_px=args.focal_px, fov_deg=args.fov_deg, focal_35mm=args.focal_35mm)
+    if not args.model:
+        args.model, why = resolve_model(None)
+        print(f"model: {args.model} ({why}; choose another with -m)")
     with _progress(len(args.images), f"predict {args.model}") as bar:
         outcomes = predict_files(
             args.images, args.model, args.out, weights=args.weights, camera=camera,

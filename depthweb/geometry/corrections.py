@@ -164,7 +164,8 @@ def parse_anchors(payload: Mapping[str, Any]) -> list[tuple[float, float, float]
 
 def refit_anchors(label: LabelMap, anchors: Sequence[tuple[float, float, float]]) -> LabelMap:
     """Scale (and shift, with 2+ anchors) fitted in the native space; returns metric depth."""
-    aligned = align_to_anchors(label.depth, label.kind, list(anchors))
+    judged = np.isfinite(label.depth) & ~label.far & ~label.ignore  # far/ignored: not judged
+    aligned = align_to_anchors(label.depth, label.kind, list(anchors), valid=judged)
     out = LabelMap(aligned.depth.astype(np.float32), DepthKind.METRIC_DEPTH,
                    label.ignore.copy(), label.far.copy())
     return _with_far(out)

@@ -65,7 +65,8 @@ def test_predict_returns_the_clis_raw_exports_and_a_mesh(client):
     assert len(mesh.vertices) > 1000 and len(mesh.faces) > 1000
     assert info["view_3d"].startswith("shape only, unknown scale")
     assert info["kind"] == "relative_disparity"
-    assert {"decode", "forward", "mesh_3d_view", "export"} <= set(info["timings_ms"])
+    assert {"decode", "forward", "first_picture", "files"} <= set(info["timings_ms"])
+    assert "far plane" in info["shape_rule"]
 
 
 def test_predict_uses_the_focal_length_it_is_given(client, tmp_path):
@@ -83,14 +84,17 @@ def test_anchors_turn_a_relative_prediction_metric(client):
     order = np.argsort(native, axis=None)
     pixels = [np.unravel_index(order[i], native.shape) for i in (10, -10)]  # (row, col)
     assert native[pixels[0]] < 0.9 * native[pixels[1]]
-    scale, shift = 0.8, 0.05  # the truth: 1/depth = scale * prediction + shift
+    scale = 0.8  # the truth: 1/depth = scale * prediction + shift, positive everywhere
+    shift = 0.05 - scale * float(np.nanmin(native))
     anchors = [[int(c), int(r), float(1.0 / (scale * native[r, c] + shift))] for r, c in pixels]
     npy, _, sidecar, _, _, info = predict(client, photo, anchors=json.dumps(anchors))
     aligned = np.load(npy)
     assert info["kind"] == "metric_depth" and info["native_kind"] == "relative_disparity"
     assert info["alignment"]["scale"] == pytest.approx(scale, rel=1e-4)
     assert info["alignment"]["shift"] == pytest.approx(shift, abs=1e-4)
-    assert info["alignment"]["residual_m"] < 1e-4
+    assert info["alignment"]["residual_m"] is None
+    assert info["alignment"]["residual"] == "not measurable with 2 anchors"
+    assert info["alignment"]["determined"] == "scale and shift"
     assert info["view_3d"] == "metric (metres)"
     expected = 1.0 / (scale * native.astype(np.float64) + shift)
     np.testing.assert_allclose(aligned, expected, rtol=1e-4)

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.builders import build_tiny_depth_anything
+from tests.conftest import real_data_fixture
 from tests.review_ui.server import (
     PASSWORD,
     ReviewServer,
@@ -54,6 +55,7 @@ def _seed_extras(data_dir: Path, root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+@real_data_fixture
 def sec_server(tmp_path_factory, pytestconfig) -> ReviewServer:
     from tests.conftest import require_shared_data
 
