@@ -5,6 +5,7 @@ Round trips, dedup, file before row, orphans and gc, and the review context buil
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import socket
 import time
@@ -48,10 +49,8 @@ def s3_options(s3_endpoint, monkeypatch) -> dict:
             "client_kwargs": {"region_name": "us-east-1"}}
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
     return opts
 
 
