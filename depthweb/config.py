@@ -3,6 +3,11 @@
 - ``DEPTHWEB_DATA_DIR``: database, blob store, registered students, exports and runs. Default:
   ``/data/depthweb`` when ``/data`` exists and is writable (a Hugging Face Space's persistent
   storage, a Docker volume), else ``~/.local/share/depthweb``.
+- ``DEPTHWEB_BLOB_URL`` (``<data_dir>/blobs``): where the blob store lives: a local or shared
+  path, or an fsspec URL of object storage such as ``s3://bucket/prefix`` (needs ``s3fs``).
+- ``DEPTHWEB_BLOB_STORAGE_OPTIONS`` (``{}``): JSON options for that URL's fsspec driver, e.g.
+  ``{"endpoint_url": "http://10.0.0.5:9000"}``; keys may also come from the driver's own
+  environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``).
 - ``DEPTHWEB_MODEL_DIR`` (unset): air-gapped weights, one folder per model: ``<dir>/<name>/``.
 - ``DEPTHWEB_DATABASE_URL`` (``sqlite:///<data_dir>/depthweb.sqlite``): SQLAlchemy URL;
   ``postgresql://...`` for crowds.
@@ -46,7 +51,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +88,8 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    blob_url: str | None = None
+    blob_storage_options: dict[str, Any] = Field(default_factory=dict)
     model_dir: Path | None = None
     database_url: str | None = None
     output_dir: Path = Field(

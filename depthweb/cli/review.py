@@ -87,6 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="flip (default), none or second-model:NAME")
     p.add_argument("--second-weights", help="weights of the second model")
     p.add_argument("--limit", type=int, help="label at most this many images in this run")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process, pipelined (default); ray: a Ray cluster "
+                        "(pip install 'depthweb[ray]')")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (e.g. auto, "
+                   "ray://head:10001); default: start a local Ray for this run")
+    p.add_argument("--workers", type=int, default=2,
+                   help="with --engine ray: model actors (each loads the model once)")
+    p.add_argument("--num-gpus-per-worker", type=float, default=0.0,
+                   help="with --engine ray: GPUs per model actor (fractions share a GPU)")
     p.set_defaults(func=cmd_pseudo_label)
 
     p = sub.add_parser("export", help="write a training-set export of a dataset")
@@ -141,7 +150,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_db_gc(args: argparse.Namespace) -> int:
     with _context() as ctx, ctx.session(readonly=True) as s:
         removed = ctx.store.gc(s, min_age_s=args.min_age_s)
-    print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.root}")
+    print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.url}")
     return 0
 
 
@@ -219,11 +228,20 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     from depthweb.services.review import pseudo_label
     from depthweb.store import SYSTEM
 
+    run, extra = pseudo_label, {}
+    if args.engine == "ray":
+        from depthweb.services.review.pseudolabel_ray import pseudo_label_ray
+
+        run, extra = pseudo_label_ray, {"address": args.address, "workers": args.workers,
+                                        "num_gpus_per_worker": args.num_gpus_per_worker}
+    elif args.address or args.num_gpus_per_worker:
+        raise InputError("--address and --num-gpus-per-worker need --engine ray.")
     with _context() as ctx, _bar(f"pseudo-label {args.model}") as bar:
-        report = pseudo_label(
+        report = run(
             ctx, args.dataset, args.model, user=SYSTEM, weights=args.weights,
             batch_size=args.batch_size, device=args.device, uncertainty=args.uncertainty,
             second_weights=args.second_weights, limit=args.limit, progress=_ticker(bar),
+            **extra,
         )
     _print_failures(report.failed)
     print(report.summary())

@@ -1,10 +1,18 @@
-"""Content-addressed blob store: arrays (``.npy``) and raw bytes under one root directory.
+"""Content-addressed blob store: arrays (``.npy``) and raw bytes under one root, on a local or
+shared filesystem or in object storage (any fsspec URL, e.g. ``s3://bucket/prefix``).
 
 A blob's name is the sha256 of its file bytes; it lives at ``ab/cd/<sha256><suffix>`` below the
-root. Files are written atomically (temp file, fsync, ``os.replace``, fsync of the directory)
-*before* the database row that points to them is committed, so a crash leaves at worst an
-orphan file (found by :meth:`BlobStore.orphans`, removed by :meth:`BlobStore.gc`), never a row
-without its file. Keep the root outside every folder a web server serves.
+root. Files are written atomically *before* the database row that points to them is committed,
+so a crash leaves at worst an orphan file (found by :meth:`BlobStore.orphans`, removed by
+:meth:`BlobStore.gc`), never a row without its file. On a filesystem (a local or shared path,
+``file://``) a write is a temp file, fsync, ``os.replace`` and an fsync of the directory; in
+object storage it is one PUT, which is atomic (an object appears whole or not at all) and
+readable by every machine once it returns. Keep the root outside every folder a web server
+serves.
+
+Object storage needs its fsspec driver (``s3fs`` for ``s3://``); credentials and endpoints come
+from ``storage_options`` (see ``DEPTHWEB_BLOB_STORAGE_OPTIONS``) or the driver's usual
+environment (``AWS_ACCESS_KEY_ID`` ...).
 """
 
 from __future__ import annotations
@@ -16,15 +24,18 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
+from depthweb.fsutil import fsync_dir
 from depthweb.store.models import Blob
 from depthweb.store.sqlutil import insert_ignore
 
@@ -32,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
 _SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9]{1,10})?$")
+_LOCAL_PROTOCOLS = ("file", "local")
 
 
 @dataclass(frozen=True)
@@ -50,11 +62,81 @@ class BlobRef:
         return cls(blob.sha256, blob.path, int(blob.nbytes), shape, blob.dtype)
 
 
-class BlobStore:
-    """Blobs under ``root``; :meth:`register` adds the database row for a written blob."""
+def _protocol(url: str) -> str:
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*", head) else ""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+
+def _open_fs(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    """``(fsspec filesystem, root path inside it)`` for an object-storage URL."""
+    import fsspec
+
+    try:
+        fs, base = fsspec.core.url_to_fs(url, **dict(options))
+    except ImportError as exc:
+        raise InputError(
+            f"The blob store {url!r} needs an fsspec driver that is not installed "
+            f"({exc.name or exc}); e.g. `pip install s3fs` for s3:// URLs."
+        ) from exc
+    except ValueError as exc:
+        raise InputError(f"The blob store URL {url!r} is not usable ({exc}).") from exc
+    return fs, base.rstrip("/")
+
+
+def _mtime(info: Mapping[str, Any]) -> float:
+    """Modification time (epoch seconds) from an fsspec ``info`` dict (0 when unknown)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
+
+
+def open_blob_store(url: str, storage_options: Mapping[str, Any] | None = None) -> BlobStore:
+    """The store at ``url`` (pickling helper: a store travels as its URL and options)."""
+    return BlobStore(url, storage_options=storage_options)
+
+
+class BlobStore:
+    """Blobs under ``root``; :meth:`register` adds the database row for a written blob.
+
+    ``root``: a local or shared directory (``str``/``Path``, or ``file://...``), or an fsspec
+    URL of object storage (``s3://bucket/prefix``) with its ``storage_options`` (e.g.
+    ``{"endpoint_url": "http://minio:9000", "key": ..., "secret": ...}``). :attr:`root` is the
+    root inside :attr:`fs`: a :class:`~pathlib.Path` for a local store, a
+    :class:`~pathlib.PurePosixPath` (``bucket/prefix``) for object storage; every path this
+    store returns is ``root / <relative path>`` of that type.
+    """
+
+    def __init__(
+        self, root: str | Path, *, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        text = os.fspath(root)
+        self.storage_options = dict(storage_options or {})
+        proto = _protocol(text)
+        self.is_local = proto in ("", *_LOCAL_PROTOCOLS)
+        self.fs: Any = None
+        if self.is_local:
+            local = text.split("://", 1)[1] if proto else text
+            self.root: PurePath = Path(local)
+            self.url = str(self.root)
+        else:
+            self.fs, base = _open_fs(text, self.storage_options)
+            self.root = PurePosixPath(base)
+            self.url = text.rstrip("/")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return open_blob_store, (self.url, self.storage_options)
+
+    def __repr__(self) -> str:
+        return f"BlobStore({self.url!r})"
 
     # ----------------------------------------------------------------------------- writing
     def put_array(self, array: np.ndarray) -> BlobRef:
@@ -84,7 +166,11 @@ class BlobStore:
         return f"{sha[:2]}/{sha[2:4]}/{sha}{suffix}"
 
     def _write(self, rel: str, data: bytes) -> None:
-        target = self.root / rel
+        if not self.is_local:
+            # One PUT: atomic, and it refreshes the object's age for gc when it existed.
+            self.fs.pipe_file(str(self.root / rel), data)
+            return
+        target = Path(self.root) / rel
         if target.is_file() and target.stat().st_size == len(data):
             # content-addressed: same name, same bytes. It may be an orphan a killed writer left
             # (old enough for gc): make it young again so gc spares it until its row commits.
@@ -103,11 +189,11 @@ class BlobStore:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def register(self, session: Session, ref: BlobRef) -> None:
-        """Add the row for a blob already written to disk (idempotent, race-safe)."""
-        if not (self.root / ref.path).is_file():
+        """Add the row for a blob already written (idempotent, race-safe)."""
+        if not self._is_file(ref.path):
             raise InputError(f"Blob {ref.sha256} is not on disk; write it before registering.")
         insert_ignore(
             session,
@@ -123,18 +209,45 @@ class BlobStore:
         )
 
     # ----------------------------------------------------------------------------- reading
-    def path(self, ref: BlobRef) -> Path:
+    def path(self, ref: BlobRef) -> PurePath:
+        """Where the blob is: a ``Path`` (local store) or its path inside :attr:`fs`."""
         return self.root / ref.path
 
+    def _is_file(self, rel: str) -> bool:
+        if self.is_local:
+            return (Path(self.root) / rel).is_file()
+        path = str(self.root / rel)
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.isfile(path))
+
     def exists(self, ref: BlobRef | str) -> bool:
-        """Whether the blob file is on disk (``ref`` may be a bare sha256)."""
+        """Whether the blob file is there (``ref`` may be a bare sha256)."""
         if isinstance(ref, BlobRef):
-            return (self.root / ref.path).is_file()
+            return self._is_file(ref.path)
+        if not re.fullmatch(r"[0-9a-f]{4,64}", ref):
+            return False
         shard = self.root / ref[:2] / ref[2:4]
-        return shard.is_dir() and any(shard.glob(f"{ref}*"))
+        if self.is_local:
+            return Path(shard).is_dir() and any(Path(shard).glob(f"{ref}*"))
+        self.fs.invalidate_cache(str(shard))
+        return bool(self.fs.glob(f"{shard}/{ref}*"))
+
+    def existing(self, paths: Iterable[str]) -> set[str]:
+        """Which of these relative blob paths are there (object storage: one listing, not a
+        request per path)."""
+        wanted = set(paths)
+        if not wanted:
+            return set()
+        if self.is_local:
+            return {p for p in wanted if (Path(self.root) / p).is_file()}
+        return wanted & {self._rel(p) for p, _ in self._listing()}
 
     def get_bytes(self, ref: BlobRef, *, verify: bool = False) -> bytes:
-        data = (self.root / ref.path).read_bytes()
+        """The blob's bytes (``FileNotFoundError`` when it is gone); ``verify``: check sha256."""
+        if self.is_local:
+            data = (Path(self.root) / ref.path).read_bytes()
+        else:
+            data = self.fs.cat_file(str(self.root / ref.path))
         if verify and hashlib.sha256(data).hexdigest() != ref.sha256:
             raise InputError(f"Blob {ref.sha256} is corrupt on disk (hash mismatch).")
         return data
@@ -152,48 +265,70 @@ class BlobStore:
         return arr
 
     # --------------------------------------------------------------------------- integrity
-    def iter_files(self) -> Iterator[Path]:
-        """Every file below the root (blobs and leftover temp files)."""
-        if self.root.is_dir():
-            yield from (p for p in self.root.rglob("*") if p.is_file())
+    def _listing(self) -> Iterator[tuple[PurePath, float]]:
+        """``(path, modification time)`` of every file below the root."""
+        if self.is_local:
+            root = Path(self.root)
+            if root.is_dir():
+                for p in root.rglob("*"):
+                    try:
+                        if p.is_file():
+                            yield p, p.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+            return
+        self.fs.invalidate_cache(str(self.root))
+        if not self.fs.exists(str(self.root)):
+            return
+        for name, info in self.fs.find(str(self.root), detail=True).items():
+            if info.get("type", "file") == "file":
+                yield PurePosixPath(name), _mtime(info)
 
-    def orphans(self, session: Session, *, min_age_s: float = 0.0) -> list[Path]:
+    def iter_files(self) -> Iterator[PurePath]:
+        """Every file below the root (blobs and leftover temp files)."""
+        yield from (p for p, _ in self._listing())
+
+    def _rel(self, path: PurePath) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def orphans(self, session: Session, *, min_age_s: float = 0.0) -> list[PurePath]:
         """Files with no ``blobs`` row (and leftover temp files) older than ``min_age_s``."""
-        known = {row for row in session.scalars(select(Blob.path))}
+        known = set(session.scalars(select(Blob.path)))
         cutoff = time.time() - min_age_s
-        out = []
-        for p in self.iter_files():
-            rel = p.relative_to(self.root).as_posix()
-            if (rel not in known or p.name.startswith(TMP_MARK)) and p.stat().st_mtime <= cutoff:
-                out.append(p)
-        return sorted(out)
+        return sorted(
+            p for p, mtime in self._listing()
+            if (self._rel(p) not in known or p.name.startswith(TMP_MARK)) and mtime <= cutoff
+        )
 
     def missing(self, session: Session) -> list[str]:
-        """sha256 of rows whose file is not on disk (should always be empty)."""
+        """sha256 of rows whose file is not there (should always be empty)."""
         rows = session.execute(select(Blob.sha256, Blob.path)).all()
-        return sorted(sha for sha, path in rows if not (self.root / path).is_file())
+        present = {self._rel(p) for p, _ in self._listing()}
+        return sorted(sha for sha, path in rows if path not in present)
 
-    def gc(self, session: Session, *, min_age_s: float = 3600.0) -> list[Path]:
+    def _age_ok(self, path: PurePath, cutoff: float) -> bool:
+        """Whether ``path`` is still there and not modified after ``cutoff``."""
+        if self.is_local:
+            return Path(path).stat().st_mtime <= cutoff
+        self.fs.invalidate_cache(str(path))
+        return _mtime(self.fs.info(str(path))) <= cutoff
+
+    def gc(self, session: Session, *, min_age_s: float = 3600.0) -> list[PurePath]:
         """Delete orphan files older than ``min_age_s`` (younger ones may be about to get their
         row committed); returns the deleted paths."""
         removed = []
         cutoff = time.time() - min_age_s
         for p in self.orphans(session, min_age_s=min_age_s):
             try:
-                if p.stat().st_mtime > cutoff:
+                if not self._age_ok(p, cutoff):
                     continue  # a writer reused this file since it was listed
-                p.unlink()
+                if self.is_local:
+                    Path(p).unlink()
+                else:
+                    self.fs.rm_file(str(p))
             except FileNotFoundError:
                 continue
             removed.append(p)
         if removed:
-            logger.info("blob gc removed %d orphan files under %s", len(removed), self.root)
+            logger.info("blob gc removed %d orphan files under %s", len(removed), self.url)
         return removed
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

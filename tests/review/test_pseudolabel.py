@@ -118,3 +118,30 @@ def test_disagreement_is_zero_up_to_scale_and_shift_and_grows_with_noise(seed):
               for s in (0.01, 0.05, 0.2)]
     assert 0 < scores[0] < scores[1] < scores[2]
     assert disagreement(disp, disp_kind, np.ones_like(disp), disp_kind) == 1.0
+
+
+def test_an_image_whose_prediction_file_is_missing_is_labelled_again(ctx, image_folder,
+                                                                     tiny_teacher):
+    import_images(ctx, image_folder(range(3), scene=True), dataset="d", user=SYSTEM)
+    kw = {"user": SYSTEM, "weights": str(tiny_teacher), "device": "cpu", "uncertainty": "none"}
+    assert pseudo_label(ctx, "d", TEACHER, **kw).labelled == 3
+    before = {p.image_id: (p.id, p.depth_blob_sha256) for p in rows(ctx, Prediction)}
+    lost = rows(ctx, Prediction)[1]
+    with ctx.session(readonly=True) as s:
+        lost_ref = BlobRef.from_row(s.get(Prediction, lost.id).depth_blob)
+    ctx.store.path(lost_ref).unlink()
+    with ctx.session(readonly=True) as s:
+        assert ctx.store.missing(s) == [lost_ref.sha256]
+
+    again = pseudo_label(ctx, "d", TEACHER, **kw)
+    assert (again.labelled, again.relabelled, again.already_done) == (0, 1, 2)
+    assert "1 labelled again" in again.summary()
+    after = {p.image_id: (p.id, p.depth_blob_sha256) for p in rows(ctx, Prediction)}
+    assert after.keys() == before.keys() and len(rows(ctx, Task)) == 3
+    assert {i: v[0] for i, v in after.items()} == {i: v[0] for i, v in before.items()}
+    with ctx.session(readonly=True) as s:
+        assert ctx.store.missing(s) == []
+        depth = ctx.store.get_array(BlobRef.from_row(s.get(Prediction, lost.id).depth_blob),
+                                    verify=True)
+    assert depth.shape == (120, 160) and np.isfinite(depth).any()
+    assert pseudo_label(ctx, "d", TEACHER, **kw).relabelled == 0  # nothing missing any more

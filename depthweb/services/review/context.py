@@ -29,8 +29,16 @@ BLOB_DIRNAME = "blobs"
 
 
 def blob_root(settings: Settings) -> Path:
-    """``<data_dir>/blobs``: the content-addressed arrays and images."""
+    """``<data_dir>/blobs``: the content-addressed arrays and images (unless
+    ``DEPTHWEB_BLOB_URL`` puts them elsewhere, see :func:`blob_store`)."""
     return Path(settings.data_dir).expanduser() / BLOB_DIRNAME
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """The blob store of ``settings``: ``blob_url`` (a shared path or ``s3://...``) when set,
+    else :func:`blob_root`."""
+    return BlobStore(settings.blob_url or blob_root(settings),
+                     storage_options=settings.blob_storage_options)
 
 
 def database_label(engine: Engine) -> str:
@@ -68,7 +76,7 @@ class ReviewContext:
         settings = settings or get_settings()
         owns = engine is None
         engine = engine or make_engine(settings.resolved_database_url)
-        ctx = cls(settings, engine, BlobStore(blob_root(settings)), owns)
+        ctx = cls(settings, engine, blob_store(settings), owns)
         if check_schema:
             try:
                 require_current_schema(engine)

@@ -1,11 +1,17 @@
 """The pseudo-labelling job: a teacher model predicts depth for every image of a dataset.
 
 Resumable and idempotent: the job asks the database which images have no prediction from
-(model, weights) yet and only runs those. Each image is its own transaction, in this order:
-the depth blob is written (atomically) to the blob store, then the prediction and review-task
-rows are committed together. A job killed at any point leaves at worst a blob file without a
-row; re-running predicts that image again (same model, same input: the same bytes, so the same
-content-addressed file, which now gets its row) and never adds a second prediction.
+(model, weights) yet, or one whose depth file is missing from the blob store, and only runs
+those. Per model batch, in this order: each depth blob is written (atomically) to the blob
+store, then the batch's prediction and review-task rows are committed in one transaction. A
+job killed at any point leaves at worst blob files without rows; re-running predicts those
+images again (same model, same input: the same bytes, so the same content-addressed file, which
+now gets its row) and never adds a second prediction (rows are unique per image, model and
+weights). An image whose prediction file went missing is predicted again: its file is written
+anew (and the prediction points to the new file if the bytes differ).
+
+This module runs in one process, pipelined (:mod:`.pseudolabel_pipeline`: decoding and writes
+overlap the model); :mod:`.pseudolabel_ray` runs the same pieces on a Ray cluster.
 
 Uncertainty orders the review queue (task priority, highest first). ``flip``: the teacher is
 also run on the mirrored image; ``second-model:<name>``: a second model is run. The other
@@ -24,8 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from depthweb.config import Settings
 from depthweb.errors import InputError
 from depthweb.geometry.align import fit_scale_shift
 from depthweb.geometry.backproject import depth_to_disparity, disparity_to_depth
@@ -34,9 +43,10 @@ from depthweb.imaging import load_image
 from depthweb.models.base import DepthBackend
 from depthweb.models.registry import load_backend
 from depthweb.services.review.context import ReviewContext
-from depthweb.store import BlobRef
+from depthweb.services.review.pseudolabel_pipeline import Pipeline
+from depthweb.store import BlobRef, BlobStore
 from depthweb.store.auth import Actor, require_role
-from depthweb.store.models import Image, Role
+from depthweb.store.models import Blob, Image, Prediction, Role
 from depthweb.store.repo import add_prediction, ensure_task, images_without_prediction
 from depthweb.store.repo import require_dataset as _require_dataset
 from depthweb.types import DepthKind, DepthResult, Intrinsics
@@ -58,14 +68,17 @@ class PseudoLabelReport:
     weights: str
     labelled: int = 0
     already_done: int = 0
+    relabelled: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     uncertainties: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         mean = f", mean uncertainty {np.mean(self.uncertainties):.4f}" if self.uncertainties else ""
+        again = (f", {self.relabelled} labelled again (prediction file missing)"
+                 if self.relabelled else "")
         return (f"{self.dataset}: {self.labelled} labelled by {self.model}, {self.already_done} "
-                f"already done, {len(self.failed)} failed in {self.seconds:.1f} s{mean}")
+                f"already done{again}, {len(self.failed)} failed in {self.seconds:.1f} s{mean}")
 
 
 def weights_key(label: str) -> str:
@@ -112,6 +125,19 @@ def _mirror(intr: Intrinsics, width: int) -> Intrinsics:
     return replace(intr, cx=(width - 1) - intr.cx)
 
 
+def second_model_name(mode: str) -> str | None:
+    """The second model of ``second-model:NAME`` (None for ``flip``/``none``); raises
+    :class:`InputError` for anything else."""
+    if mode.startswith(SECOND_MODEL_PREFIX):
+        name = mode[len(SECOND_MODEL_PREFIX):].strip()
+        if not name:
+            raise InputError("Name the second model: --uncertainty second-model:NAME.")
+        return name
+    if mode not in ("flip", "none"):
+        raise InputError(f"Unknown uncertainty {mode!r}; use flip, none or second-model:NAME.")
+    return None
+
+
 class Uncertainty:
     """Scores for a batch of teacher results (see the module docstring)."""
 
@@ -121,15 +147,9 @@ class Uncertainty:
         self.mode = mode
         self.teacher = teacher
         self.second: DepthBackend | None = None
-        if mode.startswith(SECOND_MODEL_PREFIX):
-            name = mode[len(SECOND_MODEL_PREFIX):].strip()
-            if not name:
-                raise InputError("Name the second model: --uncertainty second-model:NAME.")
+        name = second_model_name(mode)
+        if name is not None:
             self.second = load_second(name)
-        elif mode not in ("flip", "none"):
-            raise InputError(
-                f"Unknown uncertainty {mode!r}; use flip, none or second-model:NAME."
-            )
 
     def scores(
         self, rgbs: Sequence[np.ndarray], intr: Sequence[Intrinsics], results: list[DepthResult]
@@ -148,7 +168,7 @@ class Uncertainty:
 
 
 @dataclass(frozen=True)
-class _Todo:
+class Todo:
     """What the job needs of an image (read while the session is open)."""
 
     image_id: int
@@ -157,32 +177,139 @@ class _Todo:
     exif_focal_35mm: float | None
 
     @classmethod
-    def of(cls, image: Image) -> _Todo:
+    def of(cls, image: Image) -> Todo:
         return cls(image.id, image.original_filename or f"image {image.id}",
                    BlobRef.from_row(image.blob), image.exif_focal_35mm)
 
 
-def _decode(ctx: ReviewContext, todo: _Todo) -> tuple[np.ndarray, Intrinsics]:
-    data = ctx.store.get_bytes(todo.blob)
-    loaded = load_image(data, max_pixels=ctx.settings.max_pixels, name=todo.name)
+def decode(store: BlobStore, settings: Settings, todo: Todo) -> tuple[np.ndarray, Intrinsics]:
+    """The image's RGB (H, W, 3) uint8 and the intrinsics the teacher is given (EXIF focal or
+    the assumed FOV); :class:`InputError` when the stored file is not a usable image."""
+    try:
+        data = store.get_bytes(todo.blob)
+    except FileNotFoundError as exc:
+        raise InputError(f"{todo.name}: its image file is missing from the blob store.") from exc
+    loaded = load_image(data, max_pixels=settings.max_pixels, name=todo.name)
     cam = resolve_intrinsics(loaded.width, loaded.height, exif_focal_35mm=todo.exif_focal_35mm,
-                             default_fov_deg=ctx.settings.default_fov_deg)
+                             default_fov_deg=settings.default_fov_deg)
     return loaded.rgb, cam
 
 
-def _save(ctx: ReviewContext, user: Actor, image_id: int, result: DepthResult,
-          weights: str, score: float) -> bool:
-    """File first, then prediction + task in one transaction; False when already there."""
-    ref = ctx.store.put_array(_masked(result))
+@dataclass(frozen=True)
+class Labelled:
+    """One stored teacher prediction awaiting its rows: the depth (H, W) float32 blob (NaN
+    where invalid) is already in the blob store."""
+
+    image_id: int
+    name: str
+    model: str
+    kind: str
+    intrinsics: Intrinsics
+    depth: BlobRef
+    score: float
+
+
+class Labeller:
+    """The teacher (and the uncertainty's second model), loaded once; :meth:`label` runs a
+    batch and writes its depth files."""
+
+    def __init__(self, model: str, weights: str | None, *, settings: Settings,
+                 device: str | None = None, uncertainty: str = "flip",
+                 second_weights: str | None = None) -> None:
+        self.teacher = load_backend(model, weights, device=device, settings=settings)
+        self.scorer = Uncertainty(uncertainty, self.teacher, lambda name: load_backend(
+            name, second_weights, device=device, settings=settings))
+        self.weights = weights_key(self.teacher.weights_label)
+
+    def predict(self, rgbs: list[np.ndarray], cams: list[Intrinsics]
+                ) -> list[tuple[DepthResult, float]]:
+        """Teacher results and uncertainty scores, one per image."""
+        results = self.teacher.infer_batch(rgbs, cams)
+        return list(zip(results, self.scorer.scores(rgbs, cams, results), strict=True))
+
+    @staticmethod
+    def store(store: BlobStore, todo: Todo, result: DepthResult, score: float) -> Labelled:
+        """Write the depth file (before any row points to it)."""
+        ref = store.put_array(_masked(result))
+        return Labelled(todo.image_id, todo.name, result.model, DepthKind(result.kind).value,
+                        result.intrinsics, ref, float(score))
+
+
+@dataclass
+class Plan:
+    """The images a run labels (``todo``, by id) and what is already done."""
+
+    dataset: str
+    todo: list[Todo]
+    already_done: int
+    relabel: frozenset[int]  # image ids whose prediction exists but whose file is missing
+
+
+def plan_job(ctx: ReviewContext, dataset: str, model: str, weights: str,
+             limit: int | None = None) -> Plan:
+    """Images of ``dataset`` without a prediction from (model, weights), then those whose
+    prediction file is missing from the blob store; ``limit`` caps the list."""
+    with ctx.session(readonly=True) as s:
+        ds = _require_dataset(s, dataset)
+        todo = [Todo.of(im) for im in
+                images_without_prediction(s, dataset_id=ds.id, model=model, weights=weights)]
+        stored = s.execute(
+            select(Image, Blob.path).join(Prediction, Prediction.image_id == Image.id)
+            .join(Blob, Blob.sha256 == Prediction.depth_blob_sha256)
+            .where(Image.dataset_id == ds.id, Prediction.model == model,
+                   Prediction.weights == weights).order_by(Image.id)).all()
+        present = ctx.store.existing(path for _, path in stored)
+        again = [Todo.of(im) for im, path in stored if path not in present]
+        n_images = int(s.scalar(select(func.count(Image.id)).where(Image.dataset_id == ds.id)))
+        name = ds.name
+    if again:
+        log.warning("%d prediction file(s) of %s are missing; labelling them again",
+                    len(again), name)
+    todo += again
+    done = n_images - len(todo)
+    return Plan(name, todo[:limit] if limit is not None else todo, done,
+                frozenset(t.image_id for t in again))
+
+
+def commit_labelled(ctx: ReviewContext, user: Actor, weights: str, batch: Sequence[Labelled],
+                    relabel: frozenset[int] = frozenset()) -> int:
+    """Prediction + task rows of a batch whose files are written, in one transaction; returns
+    how many predictions are new. An image in ``relabel`` gets its prediction pointed to the
+    new file when the bytes differ from the lost one."""
+    created_n = 0
     with ctx.session() as s:
-        pred, created = add_prediction(
-            session=s, user=user, image_id=image_id, model=result.model, weights=weights,
-            kind=result.kind, intrinsics=result.intrinsics, depth=ref, store=ctx.store,
-            uncertainty=score,
-        )
-        ensure_task(session=s, user=user, image_id=image_id, prediction_id=pred.id,
-                    priority=score)
-    return created
+        for item in batch:
+            pred, created = add_prediction(
+                session=s, user=user, image_id=item.image_id, model=item.model,
+                weights=weights, kind=item.kind, intrinsics=item.intrinsics, depth=item.depth,
+                store=ctx.store, uncertainty=item.score)
+            if (not created and item.image_id in relabel
+                    and pred.depth_blob_sha256 != item.depth.sha256):
+                lost, pred.depth_blob_sha256 = pred.depth_blob_sha256, item.depth.sha256
+                _forget_blob(s, lost)
+            ensure_task(session=s, user=user, image_id=item.image_id, prediction_id=pred.id,
+                        priority=item.score)
+            created_n += int(created)
+    return created_n
+
+
+def _forget_blob(session: Session, sha256: str) -> None:
+    """Delete the row of a blob whose file is lost, unless another row still points to it (the
+    foreign keys refuse; a savepoint keeps the rest of the transaction)."""
+    session.flush()
+    try:
+        with session.begin_nested():
+            session.execute(delete(Blob).where(Blob.sha256 == sha256))
+    except IntegrityError:
+        log.warning("blob %s is lost but still referenced; `depthweb db check` reports it",
+                    sha256[:12])
+
+
+def check_options(batch_size: int, uncertainty: str) -> None:
+    """One sentence for a bad batch size or uncertainty mode, before any work."""
+    if batch_size < 1:
+        raise InputError("--batch-size must be at least 1.")
+    second_model_name(uncertainty)
 
 
 def pseudo_label(
@@ -198,47 +325,48 @@ def pseudo_label(
     second_weights: str | None = None,
     limit: int | None = None,
     progress: ProgressFn | None = None,
+    decode_threads: int = 2,
 ) -> PseudoLabelReport:
-    """Predict every image of ``dataset`` that has no prediction from (model, weights) yet.
+    """Predict every image of ``dataset`` that has no prediction from (model, weights) yet (or
+    whose prediction file is missing), in this process, pipelined.
 
     ``uncertainty``: ``flip`` | ``none`` | ``second-model:<name>`` (``second_weights`` for it).
     ``limit`` caps the number of images of this run. ``user`` must be an admin (CLI: SYSTEM).
     """
     require_role(user, Role.ADMIN)
-    if batch_size < 1:
-        raise InputError("--batch-size must be at least 1.")
+    check_options(batch_size, uncertainty)
     t0 = time.perf_counter()
-    settings = ctx.settings
-    teacher = load_backend(model, weights, device=device, settings=settings)
-    scorer = Uncertainty(uncertainty, teacher, lambda name: load_backend(
-        name, second_weights, device=device, settings=settings))
-    wkey = weights_key(teacher.weights_label)
-    with ctx.session(readonly=True) as s:
-        ds = _require_dataset(s, dataset)
-        todo = [_Todo.of(im) for im in
-                images_without_prediction(s, dataset_id=ds.id, model=model, weights=wkey)]
-        n_images = int(s.scalar(select(func.count(Image.id)).where(Image.dataset_id == ds.id)))
-    report = PseudoLabelReport(ds.name, model, wkey, already_done=n_images - len(todo))
-    todo = todo[:limit] if limit is not None else todo
-    done = 0
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        ok: list[tuple[_Todo, np.ndarray, Intrinsics]] = []
-        for item in chunk:
-            try:
-                ok.append((item, *_decode(ctx, item)))
-            except InputError as exc:
-                report.failed.append((item.name, str(exc)))
-        rgbs, cams = [o[1] for o in ok], [o[2] for o in ok]
-        results = teacher.infer_batch(rgbs, cams) if ok else []
-        scores = scorer.scores(rgbs, cams, results) if ok else []
-        for (item, _, _), result, score in zip(ok, results, scores, strict=True):
-            report.labelled += int(_save(ctx, user, item.image_id, result, wkey, score))
-            report.uncertainties.append(score)
-            done += 1
+    labeller = Labeller(model, weights, settings=ctx.settings, device=device,
+                        uncertainty=uncertainty, second_weights=second_weights)
+    plan = plan_job(ctx, dataset, model, labeller.weights, limit)
+    report = PseudoLabelReport(plan.dataset, model, labeller.weights,
+                               already_done=plan.already_done)
+    state = {"done": 0}
+
+    def write(out: list[tuple[Todo, DepthResult, float]]) -> list[Labelled]:
+        batch = [Labeller.store(ctx.store, todo, result, score) for todo, result, score in out]
+        report.labelled += commit_labelled(ctx, user, labeller.weights, batch, plan.relabel)
+        return batch
+
+    def written(batch: list[Labelled]) -> None:
+        for item in batch:
+            report.relabelled += int(item.image_id in plan.relabel)
+            report.uncertainties.append(item.score)
+            state["done"] += 1
             if progress is not None:
-                progress(done, len(todo), item.name)
-        done += len(chunk) - len(ok)
+                progress(state["done"], len(plan.todo), item.name)
+
+    def failed(todo: Todo, exc: InputError) -> None:
+        report.failed.append((todo.name, str(exc)))
+        state["done"] += 1
+
+    Pipeline(
+        decode=lambda todo: decode(ctx.store, ctx.settings, todo),
+        infer=lambda todos, data: [(t, *pair) for t, pair in zip(todos, labeller.predict(
+            [d[0] for d in data], [d[1] for d in data]), strict=True)],
+        write=write, on_written=written, on_error=failed, decode_threads=decode_threads,
+    ).run(plan.todo, batch_size)
     report.seconds = time.perf_counter() - t0
     log.info("pseudo-label %s", report.summary())
     return report
+
