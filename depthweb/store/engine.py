@@ -1,7 +1,8 @@
 """Engines and sessions: SQLite tuned for many concurrent reviewers, PostgreSQL via psycopg 3.
 
-SQLite connections get ``journal_mode=WAL``, ``synchronous=NORMAL``, ``busy_timeout`` and
-``foreign_keys=ON``. The sqlite3 driver's own transaction control is switched off
+SQLite connections get ``journal_mode=WAL``, ``synchronous=FULL`` (the WAL is synced at every
+commit, so a power cut loses no committed transaction; ``NORMAL`` survives a killed process but
+may lose the last commits on a power cut), ``busy_timeout`` and ``foreign_keys=ON``. The sqlite3 driver's own transaction control is switched off
 (``isolation_level=None``) and SQLAlchemy's ``begin`` event emits ``BEGIN IMMEDIATE`` for write
 sessions, so a writer takes the write lock up front and waits (busy timeout) instead of failing
 with "database is locked" when it upgrades a read lock half way through a transaction.
@@ -120,7 +121,7 @@ def _install_sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
