@@ -116,7 +116,7 @@ def install_queue_limits(blocks_list: Sequence[gr.Blocks], settings: Settings) -
                 if per_user and waiting(blocks_list, key) >= per_user:
                     log.warning("queue join refused for %s: %d model requests waiting", key,
                                 per_user)
-                    return (False, f"You already have {per_user} requests waiting for the "
+                    return (False, f"You already have {per_user} request(s) waiting for the "
                             "model; wait for them to finish, then try again.", "error")
             return await _orig(body, request, username)
 

@@ -87,11 +87,17 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+IN_USE_S = 5.0
+"""The budget never deletes what changed in the last few seconds: an upload a request is about
+to read, or results a client is about to download."""
+
+
 def prune(entries: Iterable[Path], *, max_age_s: float | None = None,
           budget_bytes: float | None = None, now: float | None = None,
-          keep: Path | None = None) -> int:
+          keep: Path | None = None, in_use_s: float = IN_USE_S) -> int:
     """Delete ``entries`` older than ``max_age_s``, then the oldest until their total size is
-    within ``budget_bytes`` (``keep`` is never deleted); returns how many were deleted."""
+    within ``budget_bytes`` (``keep`` and entries younger than ``in_use_s`` are spared);
+    returns how many were deleted."""
     now = time.time() if now is None else now
     aged = sorted(((_mtime(p), p) for p in entries), key=lambda t: t[0])
     removed, kept = 0, []
@@ -107,7 +113,7 @@ def prune(entries: Iterable[Path], *, max_age_s: float | None = None,
         for path in kept:  # oldest first
             if total <= budget_bytes:
                 break
-            if path == keep:
+            if path == keep or now - _mtime(path) < in_use_s:
                 continue
             shutil.rmtree(path, ignore_errors=True)
             total -= sizes[path]
@@ -162,7 +168,7 @@ class Workspace:
     def clear(self) -> int:
         """Delete every request folder and Gradio hash folder (at start: files of an earlier
         run must not stay downloadable)."""
-        return prune(self.entries(), max_age_s=-1.0)
+        return prune(self.entries(), max_age_s=-1.0, in_use_s=0.0)
 
     def request_dirs(self) -> list[Path]:
         """Request folders currently on disk (only names this module creates)."""

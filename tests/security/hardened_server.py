@@ -1,0 +1,162 @@
+"""A launched app behind the request guards, for the hardening tests (real HTTP, real process).
+
+:func:`seed_users` migrates a fresh SQLite database and adds ``boss`` (admin), ``rev``
+(reviewer), ``view`` (viewer) and ``temp`` (reviewer). :func:`start_hardened` runs this file as
+a script (``python hardened_server.py PORT``): the app is served by uvicorn with the guards of
+:mod:`depthweb.server` around it (origin/CORS, body limits, client address, login sessions,
+queue caps, janitor), the Studio has tiny local models, and the child prints
+``HARDENED_URL <url>`` once it serves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO)]
+
+READY = "HARDENED_URL "
+PASSWORD = "correct horse battery"
+USERS = {"boss": "admin", "rev": "reviewer", "view": "viewer", "temp": "reviewer"}
+
+
+@dataclass
+class Hardened:
+    url: str
+    root: Path
+    process: object
+    log_path: Path
+    env: dict
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def gradio_temp(self) -> Path:
+        return Path(self.env["GRADIO_TEMP_DIR"])
+
+    @property
+    def outputs(self) -> Path:
+        return Path(self.env["DEPTHWEB_OUTPUT_DIR"])
+
+    def settings(self):
+        from depthweb.config import Settings
+
+        return Settings(data_dir=Path(self.env["DEPTHWEB_DATA_DIR"]), device="cpu")
+
+    def rss_kib(self) -> int:
+        """The server's resident memory (``VmRSS`` of ``/proc/<pid>/status``) in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def seed_users(data_dir: Path) -> None:
+    from argon2 import PasswordHasher
+
+    from depthweb.config import Settings
+    from depthweb.services.review import ReviewContext
+    from depthweb.store import SYSTEM, create_user, upgrade
+
+    settings = Settings(data_dir=data_dir, device="cpu")
+    upgrade(settings.resolved_database_url)
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    with ReviewContext.from_settings(settings) as ctx, ctx.session() as s:
+        for name, role in USERS.items():
+            create_user(session=s, actor=SYSTEM, name=name, password=PASSWORD, role=role,
+                        hasher=fast)
+
+
+def start_hardened(root: Path, model_dir: Path | None = None, extra_env: dict | None = None,
+                   timeout_s: float = 180.0) -> Hardened:
+    """Serve the guarded app over ``root/data`` in a subprocess; wait until it serves."""
+    from tests.app.studio_server import RELATIVE_MODEL, free_port, launch_and_wait
+
+    (root / "cwd").mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "DEPTHWEB_DATA_DIR": str(root / "data"), "DEPTHWEB_OUTPUT_DIR": str(root / "outputs"),
+        "DEPTHWEB_REVIEW": "auto", "DEPTHWEB_DEVICE": "cpu", "DEPTHWEB_MAX_UPLOAD_MB": "8",
+        "DEPTHWEB_DEFAULT_MODEL": RELATIVE_MODEL,
+        "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache"),
+        "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
+        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+    }
+    for key in ("DEPTHWEB_DATABASE_URL", "DEPTHWEB_MODEL_DIR"):
+        env.pop(key, None)
+    if model_dir is not None:
+        env["DEPTHWEB_MODEL_DIR"] = str(model_dir)
+    env.update(extra_env or {})
+    log_path = root / f"server-{len(list(root.glob('server-*.log')))}.log"
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(free_port())]
+    proc, url = launch_and_wait(cmd, root / "cwd", env, log_path, READY, timeout_s)
+    server = Hardened(url, root, proc, log_path, env)
+    if not url:
+        server.stop()
+        raise RuntimeError(f"the hardened app did not start in {timeout_s:.0f} s:\n{server.log()}")
+    return server
+
+
+def build_guarded_app():
+    """The app with every guard (until the one-server layout lands: one mount at ``/``)."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from depthweb.config import get_settings
+    from depthweb.server.hardening import harden
+    from depthweb.server.queue_limits import install_queue_limits
+    from depthweb.server.sessions import SessionGuard
+    from depthweb.services.workspace import Janitor, use_own_gradio_temp
+    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.ui.auth import review_setup
+
+    settings = get_settings()
+    use_own_gradio_temp()
+    Janitor.from_settings(settings).start()
+    demo = build_app(settings)
+    kwargs = launch_kwargs(settings)
+    parent = FastAPI()
+    gr.mount_gradio_app(parent, demo, "/", **{k: kwargs[k] for k in (
+        "auth", "auth_message", "allowed_paths", "blocked_paths", "show_error", "max_file_size",
+        "theme", "css") if k in kwargs})
+    install_queue_limits([demo], settings)
+    review = review_setup(settings)
+    app = parent if review is None else SessionGuard(parent, review.ctx.engine, settings)
+    return harden(app, settings)
+
+
+def _serve(port: int) -> None:
+    import logging
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = build_guarded_app()
+
+    class Ready(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            print(f"{READY}http://127.0.0.1:{port}", flush=True)
+
+    Ready(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                         proxy_headers=False)).run()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
