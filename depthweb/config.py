@@ -1,6 +1,8 @@
 """Settings, declared once: every field comes from an environment variable ``DEPTHWEB_<NAME>``.
 
-- ``DEPTHWEB_DATA_DIR`` (``~/.local/share/depthweb``): database, blob store, registered students.
+- ``DEPTHWEB_DATA_DIR``: database, blob store, registered students, exports and runs. Default:
+  ``/data/depthweb`` when ``/data`` exists and is writable (a Hugging Face Space's persistent
+  storage, a Docker volume), else ``~/.local/share/depthweb``.
 - ``DEPTHWEB_MODEL_DIR`` (unset): air-gapped weights, one folder per model: ``<dir>/<name>/``.
 - ``DEPTHWEB_DATABASE_URL`` (``sqlite:///<data_dir>/depthweb.sqlite``): SQLAlchemy URL;
   ``postgresql://...`` for crowds.
@@ -16,6 +18,10 @@
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
   beyond it a request is answered at once with Gradio's "queue is full" (HTTP 503) instead of
   waiting without bound. ``0`` means no limit.
+- ``DEPTHWEB_ADMINS`` (empty): comma-separated Hugging Face user names that get the admin role
+  when they sign in with Hugging Face (Space mode); the first admins of a Space.
+- ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (``viewer``): the role of every other Hugging Face account
+  the first time it signs in (``viewer`` or ``reviewer``).
 
 Request-level protections (:mod:`depthweb.server`; README "Security"):
 
@@ -46,12 +52,29 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PERSISTENT_ROOT = Path("/data")
+"""Where Hugging Face Spaces mount persistent storage (and where the Docker image keeps its
+volume)."""
+
+
+def persistent_storage(root: Path = PERSISTENT_ROOT) -> bool:
+    """True when ``root`` is a directory this process may write to."""
+    return root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+
+
+def on_space() -> bool:
+    """True inside a Hugging Face Space (``SYSTEM=spaces``)."""
+    return os.environ.get("SYSTEM") == "spaces"
+
 
 def _default_data_dir() -> Path:
+    if persistent_storage():
+        return PERSISTENT_ROOT / "depthweb"
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "depthweb"
 
@@ -87,6 +110,20 @@ class Settings(BaseSettings):
     queue_per_user: int = Field(default=2, ge=0)
     disk_budget_mb: float = Field(default=2048.0, gt=0)
     cleanup_interval_min: float = Field(default=5.0, gt=0)
+    admins: str = ""
+    oauth_default_role: Literal["viewer", "reviewer"] = "viewer"
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        """``DEPTHWEB_ADMINS`` as a set of Hugging Face user names (case kept)."""
+        return frozenset(n.strip() for n in self.admins.split(",") if n.strip())
+
+    @property
+    def data_lost_on_restart(self) -> bool:
+        """True on a Space whose data dir is not on persistent storage (``/data``)."""
+        data = Path(self.data_dir).expanduser().resolve()
+        return on_space() and not (persistent_storage()
+                                   and data.is_relative_to(PERSISTENT_ROOT.resolve()))
 
     @property
     def resolved_database_url(self) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from threading import Lock
 
 import gradio as gr
+from gradio.context import get_blocks_context
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -47,6 +48,8 @@ from depthweb.store.models import User
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "on", "off")
+REVIEW_PATH = "/review"
+"""Where :mod:`depthweb.server` mounts the review platform (the Studio is at ``/``)."""
 AUTH_MESSAGE = ("<p>depthweb label review: log in with the account an admin gave you "
                 "(<code>depthweb users add NAME --role reviewer</code>).</p>")
 
@@ -212,6 +215,14 @@ def review_launch_kwargs(settings: Settings) -> dict:
 
 
 def login_button(app: ReviewApp) -> None:
-    """The "Sign in with Hugging Face" button, only when OAuth is used (inert elsewhere)."""
-    if app.oauth:
-        gr.LoginButton(elem_id="review-hf-login")
+    """The "Sign in with Hugging Face" button, only when OAuth is used (inert elsewhere). Its
+    script sends the browser to ``/login/huggingface`` (at the root, where the server keeps
+    the sign-in routes) and back to the review platform, not to the Studio."""
+    if not app.oauth:
+        return
+    button = gr.LoginButton(elem_id="review-hf-login")
+    blocks = get_blocks_context()
+    for fn in blocks.fns.values() if blocks is not None else ():
+        if fn.js and "/login/huggingface" in fn.js and any(
+                t[0] == button._id for t in fn.targets):
+            fn.js = fn.js.replace("_target_url=/", f"_target_url={REVIEW_PATH}/")
