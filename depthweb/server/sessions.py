@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
@@ -89,19 +90,25 @@ def _new_token(message: Message) -> str | None:
 
 
 class SessionGuard:
-    """Records, checks and revokes login sessions of the app it wraps (module docstring)."""
+    """Records, checks and revokes login sessions of the app it wraps (module docstring);
+    only paths under ``prefix`` (the review platform's mount; ``""``: all) are guarded."""
 
-    def __init__(self, app: ASGIApp, engine: Engine, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, engine: Engine, settings: Settings,
+                 prefix: str = "") -> None:
         self.app = app
         self.engine = engine
+        self.prefix = prefix.rstrip("/")
         self.idle_s = float(settings.session_idle_min) * 60.0
         self.absolute_s = float(settings.session_max_hours) * 3600.0
 
+    def _guarded(self, path: str) -> bool:
+        return not self.prefix or path == self.prefix or path.startswith(self.prefix + "/")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        path = scope.get("path", "")
+        if scope["type"] not in ("http", "websocket") or not self._guarded(path):
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
         if scope["type"] == "http" and scope.get("method") == "POST" and \
                 path.rstrip("/").endswith("/login"):
             await self._login(scope, receive, send)
@@ -185,6 +192,54 @@ class SessionGuard:
 
         state = {"dropped": False}
         await self.app(scope, replay, recording_send)
+
+
+def review_sessions(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """The server middleware (:data:`depthweb.server.assembly.MIDDLEWARES`): a
+    :class:`SessionGuard` on the review mount when the review platform is on."""
+    from depthweb.errors import DepthwebError
+    from depthweb.ui.auth import REVIEW_PATH, review_setup
+
+    try:
+        review = review_setup(settings)
+    except DepthwebError:  # the assembly mounted the "unavailable" app there instead
+        return app
+    if review is None:
+        return app
+    return SessionGuard(app, review.ctx.engine, settings, prefix=REVIEW_PATH)
+
+
+def review_unavailable_reason(settings: Settings) -> str | None:
+    """Why the review platform should be up but cannot open its database, or None.
+
+    It should be up when ``DEPTHWEB_REVIEW=on``, or (``auto``) when a database URL is set or
+    the SQLite file exists: users may exist, so the review path must fail closed rather than
+    disappear. ``off``, or ``auto`` with nothing configured, means no review platform."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from depthweb.errors import DepthwebError
+    from depthweb.services.review.context import ReviewContext
+    from depthweb.ui.auth import review_mode
+
+    try:
+        mode = review_mode(settings)
+    except DepthwebError as exc:
+        return str(exc)
+    if mode == "off":
+        return None
+    if mode == "auto" and not settings.database_url:
+        try:
+            db = make_url(settings.resolved_database_url).database or ""
+        except ArgumentError:
+            db = ""
+        if not db or not Path(db).expanduser().exists():
+            return None
+    try:
+        ReviewContext.from_settings(settings).close()
+    except (DepthwebError, SQLAlchemyError, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 UNAVAILABLE_HTML = """<!doctype html><html><head><meta charset="utf-8">

@@ -39,17 +39,22 @@ _GRADIO_NAME = re.compile(r"^[0-9a-f]{32,128}$")  # Gradio's content-hash folder
 MiB = 1024 * 1024
 
 
-def gradio_temp_dir() -> Path:
-    """Gradio's temp folder for this app: ``GRADIO_TEMP_DIR`` when set, else
-    ``<tmp>/depthweb-gradio-<user>`` (never the machine-wide ``<tmp>/gradio``)."""
-    configured = os.environ.get("GRADIO_TEMP_DIR")
-    if configured:
-        return Path(configured).expanduser()
+def _own_temp_parent() -> Path:
     try:
         user = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser())
     except (KeyError, OSError):
         user = str(os.getuid()) if hasattr(os, "getuid") else "user"
     return Path(tempfile.gettempdir()) / f"depthweb-gradio-{user}"
+
+
+def gradio_temp_dir() -> Path:
+    """Gradio's temp folder for this app: ``GRADIO_TEMP_DIR`` when set, else one per process,
+    ``<tmp>/depthweb-gradio-<user>/<pid>`` (never the machine-wide ``<tmp>/gradio``, which
+    other processes share)."""
+    configured = os.environ.get("GRADIO_TEMP_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return _own_temp_parent() / str(os.getpid())
 
 
 def use_own_gradio_temp() -> Path:
@@ -59,6 +64,27 @@ def use_own_gradio_temp() -> Path:
     os.environ["GRADIO_TEMP_DIR"] = str(path)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_process_temps() -> list[Path]:
+    """Default temp folders (``<tmp>/depthweb-gradio-<user>/<pid>``) of processes that are
+    gone: what a killed or stopped earlier run left behind."""
+    parent = _own_temp_parent()
+    if not parent.is_dir():
+        return []
+    return [p for p in parent.iterdir()
+            if p.is_dir() and p.name.isdigit() and int(p.name) != os.getpid()
+            and not _alive(int(p.name))]
 
 
 def gradio_entries(root: Path) -> list[Path]:
@@ -193,6 +219,10 @@ class Workspace:
         return removed
 
 
+_CLEARED: set[tuple[Path, Path | None]] = set()
+_CLEARED_LOCK = threading.Lock()
+
+
 class Janitor:
     """Empties the workspace at :meth:`start`, then sweeps it every ``interval_s`` in a daemon
     thread until :meth:`stop`."""
@@ -208,7 +238,18 @@ class Janitor:
         return cls(Workspace.from_settings(settings), float(settings.cleanup_interval_min) * 60)
 
     def start(self) -> Janitor:
-        removed = self.workspace.clear()
+        """Delete what earlier runs left (once per process and folder: a second server in
+        the same process must not delete the first one's files), then sweep on a schedule."""
+        removed = 0
+        for old in dead_process_temps():
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+        key = (self.workspace.root, self.workspace.gradio_root)
+        with _CLEARED_LOCK:
+            first = key not in _CLEARED
+            _CLEARED.add(key)
+        if first:
+            removed += self.workspace.clear()
         log.info("cleared %d folder(s) left by an earlier run", removed)
         self._thread = threading.Thread(target=self._run, name="depthweb-janitor", daemon=True)
         self._thread.start()

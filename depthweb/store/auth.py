@@ -118,6 +118,9 @@ class LoginThrottle:
         """Seconds to wait before checking a password for ``name`` (none here)."""
         return 0.0
 
+    def refused(self, name: str, address: str | None = None) -> None:
+        """An attempt refused while locked (not counted here)."""
+
     def failure(self, name: str, address: str | None = None) -> None:
         key = self._key(name)
         with self._lock:
@@ -168,6 +171,14 @@ class LoginGuard:
         self.pair.failure(self._pair(name, address))
         self.address.failure(address or "-")
         self.name.failure(name)
+
+    def refused(self, name: str, address: str | None = None) -> None:
+        """An attempt while locked extends the lock of that pair and address (the prober's
+        own), never the name's slow-down."""
+        if self.pair.retry_after(self._pair(name, address)) > 0:
+            self.pair.failure(self._pair(name, address))
+        if self.address.retry_after(address or "-") > 0:
+            self.address.failure(address or "-")
 
     def success(self, name: str, address: str | None = None) -> None:
         self.pair.success(self._pair(name, address))
@@ -250,6 +261,7 @@ def authenticate(
     address = address if address is not None else CLIENT_ADDRESS.get()
     wait = throttle.retry_after(name, address)
     if wait > 0:
+        throttle.refused(name, address)
         logger.warning("login for %r from %s refused: throttled for %.0f s more", name,
                        address or "?", wait)
         return None

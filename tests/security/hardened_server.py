@@ -2,10 +2,9 @@
 
 :func:`seed_users` migrates a fresh SQLite database and adds ``boss`` (admin), ``rev``
 (reviewer), ``view`` (viewer) and ``temp`` (reviewer). :func:`start_hardened` runs this file as
-a script (``python hardened_server.py PORT``): the app is served by uvicorn with the guards of
-:mod:`depthweb.server` around it (origin/CORS, body limits, client address, login sessions,
-queue caps, janitor), the Studio has tiny local models, and the child prints
-``HARDENED_URL <url>`` once it serves.
+a script (``python hardened_server.py PORT``): the whole server of :mod:`depthweb.server`
+(Studio at ``/``, review platform at ``/review``, every guard), the Studio with tiny local
+models; the child prints ``HARDENED_URL <url>`` once it serves.
 """
 
 from __future__ import annotations
@@ -33,6 +32,10 @@ class Hardened:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def review_url(self) -> str:
+        return f"{self.url}/review"
 
     @property
     def gradio_temp(self) -> Path:
@@ -113,49 +116,16 @@ def start_hardened(root: Path, model_dir: Path | None = None, extra_env: dict | 
     return server
 
 
-def build_guarded_app():
-    """The app with every guard (until the one-server layout lands: one mount at ``/``)."""
-    import gradio as gr
-    from fastapi import FastAPI
-
-    from depthweb.config import get_settings
-    from depthweb.server.hardening import harden
-    from depthweb.server.queue_limits import install_queue_limits
-    from depthweb.server.sessions import SessionGuard
-    from depthweb.services.workspace import Janitor, use_own_gradio_temp
-    from depthweb.ui.app import build_app, launch_kwargs
-    from depthweb.ui.auth import review_setup
-
-    settings = get_settings()
-    use_own_gradio_temp()
-    Janitor.from_settings(settings).start()
-    demo = build_app(settings)
-    kwargs = launch_kwargs(settings)
-    parent = FastAPI()
-    gr.mount_gradio_app(parent, demo, "/", **{k: kwargs[k] for k in (
-        "auth", "auth_message", "allowed_paths", "blocked_paths", "show_error", "max_file_size",
-        "theme", "css") if k in kwargs})
-    install_queue_limits([demo], settings)
-    review = review_setup(settings)
-    app = parent if review is None else SessionGuard(parent, review.ctx.engine, settings)
-    return harden(app, settings)
-
-
 def _serve(port: int) -> None:
     import logging
-
-    import uvicorn
+    import threading
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = build_guarded_app()
+    from depthweb.server import start_in_thread
 
-    class Ready(uvicorn.Server):
-        async def startup(self, sockets=None):
-            await super().startup(sockets)
-            print(f"{READY}http://127.0.0.1:{port}", flush=True)
-
-    Ready(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                         proxy_headers=False)).run()
+    running = start_in_thread(host="127.0.0.1", port=port, timeout_s=300)
+    print(f"{READY}{running.url.rstrip('/')}", flush=True)
+    threading.Event().wait()
 
 
 if __name__ == "__main__":
