@@ -1,5 +1,6 @@
 """Review-platform commands: ``db upgrade``, ``db gc``, ``users add``, ``users list``,
-``users passwd``, ``users disable``, ``users enable``, ``import``, ``import-depth``, ``pseudo-label``, ``export``.
+``users passwd``, ``users disable``, ``users enable``, ``import``, ``import-depth``,
+``pseudo-label``, ``export``.
 
 The database URL and the data directory (blob store) come from the settings
 (``DEPTHWEB_DATABASE_URL``, ``DEPTHWEB_DATA_DIR``) for every command. Commands act as the local

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine

@@ -24,7 +24,7 @@ def _actor(session, acting: Acting) -> Actor:
         return acting
     actor = get_user(session, acting) if acting else None
     require_role(actor, Role.ADMIN)
-    assert actor is not None  # noqa: S101 (require_role refused None)
+    assert actor is not None  # require_role refused None
     return actor
 
 

@@ -31,8 +31,8 @@ ROLES: dict[str, str] = {
     # Admin tab.
     "/admin_overview": ADMIN, "/admin_adjudicate": ADMIN, "/admin_gold": ADMIN,
     "/admin_reviews_per_task": ADMIN, "/admin_users": ADMIN, "/admin_add_user": ADMIN,
-    "/admin_set_user": ADMIN, "/admin_set_password": ADMIN, "/admin_import": ADMIN, "/admin_pseudo_label": ADMIN,
-    "/admin_export": ADMIN,
+    "/admin_set_user": ADMIN, "/admin_set_password": ADMIN, "/admin_import": ADMIN,
+    "/admin_pseudo_label": ADMIN, "/admin_export": ADMIN,
     # Train tab.
     "/train_lists": ADMIN, "/train_start": ADMIN, "/train_status": ADMIN, "/train_stop": ADMIN,
     # Hugging Face OAuth (Spaces only): Gradio's LoginButton asks whether a session exists.

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from depthweb.store import SYSTEM, LoginThrottle, authenticate, session_scope, update_user
-from depthweb.store.auth import LoginGuard
-from depthweb.store.models import LoginSession, utcnow
+from depthweb.store.auth import LoginGuard, get_user
+from depthweb.store.models import utcnow
 from depthweb.store.sessions import (
     check_session,
     hash_token,
@@ -75,9 +75,6 @@ def test_a_session_made_before_a_password_change_is_void_even_if_not_revoked(eng
     make_users(ann="reviewer")
     _open(engine, "ann", "old")
     with session_scope(engine) as s:  # the epoch moves on without the revocation
-        s.get(LoginSession, 1)  # noqa: B018 (load)
-        from depthweb.store.auth import get_user
-
         get_user(s, "ann").password_epoch += 1
     assert _check(engine, "old").reason == "password changed"
 
