@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PREFIX = "req-"
 _NAME = re.compile(r"^req-\d{8}T\d{6}Z-[0-9a-f]{12}$")
 _GRADIO_NAME = re.compile(r"^[0-9a-f]{32,128}$")  # Gradio's content-hash folders
+_GRADIO_SPOOL = re.compile(r"^tmp[A-Za-z0-9_]{6,12}$")  # its upload spool files (tempfile)
 MiB = 1024 * 1024
 
 
@@ -88,14 +89,28 @@ def dead_process_temps() -> list[Path]:
 
 
 def gradio_entries(root: Path) -> list[Path]:
-    """Gradio's content-hash folders directly under ``root``."""
+    """Gradio's content-hash folders and upload spool files directly under ``root``."""
     if not root.is_dir():
         return []
-    return [p for p in root.iterdir() if p.is_dir() and _GRADIO_NAME.match(p.name)]
+    return [p for p in root.iterdir()
+            if (p.is_dir() and _GRADIO_NAME.match(p.name))
+            or (p.is_file() and _GRADIO_SPOOL.match(p.name))]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def tree_size(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (0 when it vanished meanwhile)."""
+    """Bytes of the regular files under ``path`` (or of ``path`` itself; 0 when it vanished)."""
+    if path.is_file():
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
@@ -129,7 +144,7 @@ def prune(entries: Iterable[Path], *, max_age_s: float | None = None,
     removed, kept = 0, []
     for mtime, path in aged:
         if max_age_s is not None and now - mtime > max_age_s and path != keep:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove(path)
             removed += 1
         else:
             kept.append(path)
@@ -141,7 +156,7 @@ def prune(entries: Iterable[Path], *, max_age_s: float | None = None,
                 break
             if path == keep or now - _mtime(path) < in_use_s:
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            _remove(path)
             total -= sizes[path]
             removed += 1
     return removed
