@@ -10,12 +10,16 @@ models; the child prints ``HARDENED_URL <url>`` once it serves.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import numpy as np
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO)]
 
 READY = "HARDENED_URL "
 PASSWORD = "correct horse battery"
@@ -67,6 +71,33 @@ class Hardened:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def fn_index(client: httpx.Client, api_name: str) -> int:
+    deps = client.get("/config").json()["dependencies"]
+    return next(d["id"] for d in deps if d.get("api_name") == api_name)
+
+
+def user_names(app: Hardened) -> set[str]:
+    from depthweb.services.review import ReviewContext
+    from depthweb.store.auth import list_users
+
+    with ReviewContext.from_settings(app.settings()) as ctx, ctx.session(readonly=True) as s:
+        return {u.name for u in list_users(s)}
+
+
+def cli(app: Hardened, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {**app.env, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "depthweb", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=120, cwd=app.root)
+
+
+def photo(tmp_path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize(size)
+    path = tmp_path / f"photo-{size[0]}x{size[1]}-{seed}.png"
+    img.save(path)
+    return path
 
 
 def seed_users(data_dir: Path) -> None:

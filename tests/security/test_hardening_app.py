@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from PIL import Image
 
 from tests.app.studio_server import build_models
-from tests.security.hardened_server import PASSWORD, REPO, Hardened, seed_users, start_hardened
+from tests.security.hardened_server import (
+    PASSWORD,
+    Hardened,
+    cli,
+    fn_index,
+    photo,
+    seed_users,
+    start_hardened,
+    user_names,
+)
 
 EVIL = "https://evil.example"
 HOST = "depthweb.example.org"  # Gradio reflects any Origin under a non-localhost Host
@@ -70,33 +75,6 @@ def try_login(app: Hardened, name: str, password: str, address: str) -> int:
     r = httpx.post(f"{review_url(app)}/login", data={"username": name, "password": password},
                    headers={"X-Forwarded-For": address}, timeout=60)
     return r.status_code
-
-
-def fn_index(client: httpx.Client, api_name: str) -> int:
-    deps = client.get("/config").json()["dependencies"]
-    return next(d["id"] for d in deps if d.get("api_name") == api_name)
-
-
-def user_names(app: Hardened) -> set[str]:
-    from depthweb.services.review import ReviewContext
-    from depthweb.store.auth import list_users
-
-    with ReviewContext.from_settings(app.settings()) as ctx, ctx.session(readonly=True) as s:
-        return {u.name for u in list_users(s)}
-
-
-def cli(app: Hardened, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**app.env, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "depthweb", *args], input=stdin, env=env,
-                          capture_output=True, text=True, timeout=120, cwd=app.root)
-
-
-def photo(tmp_path: Path, size: tuple[int, int], seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize(size)
-    path = tmp_path / f"photo-{size[0]}x{size[1]}-{seed}.png"
-    img.save(path)
-    return path
 
 
 # ------------------------------------------------------------------ 1. cross-site requests
@@ -346,3 +324,66 @@ def test_the_disk_budget_holds_under_a_burst(app, tmp_path):
     while _disk_bytes(app) > budget and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _disk_bytes(app) <= budget  # and under it after the scheduled sweep
+
+
+# ------------------------------------------------------------------ 1 again, in Chromium
+
+EVIL_PAGE = """<!doctype html><html><body><script>
+const body = JSON.stringify({data: ["%(name)s", "csrf password 1", "admin"], fn_index: %(fn)d,
+                             session_hash: "csrf-browser", event_data: null, trigger_id: null});
+async function attack() {
+  const out = [];
+  try {  // a simple request: no preflight, the cookie goes along (same site, other port)
+    await fetch("%(target)s/gradio_api/queue/join", {method: "POST", mode: "no-cors",
+      credentials: "include", headers: {"Content-Type": "text/plain"}, body});
+    out.push("sent");
+  } catch (e) { out.push("no-cors failed"); }
+  try {  // a JSON request: preflight first
+    const r = await fetch("%(target)s/gradio_api/queue/join", {method: "POST",
+      credentials: "include", headers: {"Content-Type": "application/json"}, body});
+    out.push("read " + r.status);
+  } catch (e) { out.push("cors blocked"); }
+  document.title = out.join(", ");
+}
+attack();
+</script></body></html>"""
+
+
+def test_a_page_on_another_origin_cannot_act_as_the_logged_in_admin_in_chromium(
+        app, browser, tmp_path):
+    import http.server
+    import threading
+
+    from tests.app.studio_server import free_port
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(f"{review_url(app)}/")
+    page.locator("input[type=text]").fill("boss")
+    page.locator("input[type=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#dw-header")
+    index = fn_index(login(app, "boss"), "admin_add_user")
+    (tmp_path / "evil.html").write_text(EVIL_PAGE % {
+        "name": "csrfadmin", "fn": index, "target": review_url(app)})
+    port = free_port()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(tmp_path))
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{port}/evil.html")  # another origin (other port)
+        page.wait_for_function("document.title.length > 0")
+        assert page.title() == "sent, cors blocked"
+    finally:
+        evil.shutdown()
+    assert "csrfadmin" not in user_names(app)
+    # The same request from the app's own page works: the cookie and the request were fine.
+    page.goto(f"{review_url(app)}/")
+    status = page.evaluate("""async ([url, body]) => (await fetch(url, {method: "POST",
+        headers: {"Content-Type": "application/json"}, body})).status""",
+        [f"{review_url(app)}/gradio_api/queue/join", '{"data": ["", "", "viewer"], '
+         f'"fn_index": {index}, "session_hash": "own", "event_data": null, "trigger_id": null}}'])
+    assert status == 200
+    context.close()

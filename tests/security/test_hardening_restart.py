@@ -17,8 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from tests.app.studio_server import build_models
-from tests.security.hardened_server import PASSWORD, seed_users, start_hardened
-from tests.security.test_hardening_app import photo
+from tests.security.hardened_server import PASSWORD, photo, seed_users, start_hardened
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill -9"])
