@@ -62,8 +62,10 @@ PERSISTENT_ROOT = Path("/data")
 volume)."""
 
 
-def persistent_storage(root: Path = PERSISTENT_ROOT) -> bool:
-    """True when ``root`` is a directory this process may write to."""
+def persistent_storage(root: Path | None = None) -> bool:
+    """True when ``root`` (default :data:`PERSISTENT_ROOT`) is a directory this process may
+    write to."""
+    root = PERSISTENT_ROOT if root is None else root
     return root.is_dir() and os.access(root, os.W_OK | os.X_OK)
 
 

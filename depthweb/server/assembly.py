@@ -54,7 +54,8 @@ class Assembly:
     oauth: bool
 
 
-def _address() -> tuple[str, int]:
+def server_address() -> tuple[str, int]:
+    """(host, port) from ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, as in ``launch()``."""
     return (os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             int(os.environ.get("GRADIO_SERVER_PORT") or 7860))
 
@@ -64,7 +65,7 @@ def assemble(settings: Settings | None = None) -> Assembly:
     Studio at ``/``. Raises :class:`~depthweb.errors.DepthwebError` when the settings cannot
     work (e.g. ``DEPTHWEB_REVIEW=on`` and no usable database)."""
     settings = settings or get_settings()
-    host, port = _address()
+    host, port = server_address()
     app = FastAPI(title="depthweb", docs_url=None, redoc_url=None, openapi_url=None)
     use_own_gradio_temp()  # before any component is made: they read GRADIO_TEMP_DIR
     studio = build_studio(settings)

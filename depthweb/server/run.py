@@ -15,20 +15,20 @@ from dataclasses import dataclass
 import uvicorn
 
 from depthweb.config import Settings, get_settings
-from depthweb.server.assembly import REVIEW_PATH, _address, assemble, wrap
+from depthweb.server.assembly import REVIEW_PATH, Assembly, assemble, server_address, wrap
 from depthweb.services.workspace import Janitor
 
 log = logging.getLogger(__name__)
 
 
-def _config(settings: Settings, host: str, port: int) -> tuple[uvicorn.Config, bool]:
+def _config(settings: Settings, host: str, port: int) -> tuple[uvicorn.Config, Assembly]:
     assembly = assemble(settings)
     app = wrap(assembly.app, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             ws="none", timeout_graceful_shutdown=5,
                             proxy_headers=False)  # client addresses: DEPTHWEB_TRUSTED_PROXIES
     Janitor.from_settings(settings).start()  # old files out now, then on a schedule
-    return config, assembly.review is not None
+    return config, assembly
 
 
 def _url(host: str, port: int) -> str:
@@ -39,11 +39,11 @@ def _url(host: str, port: int) -> str:
 def serve(settings: Settings | None = None) -> None:
     """Serve both apps until interrupted (blocking)."""
     settings = settings or get_settings()
-    host, port = _address()
-    config, review = _config(settings, host, port)
+    host, port = server_address()
+    config, assembly = _config(settings, host, port)
     url = _url(host, port)
-    log.info("depthweb Studio at %s%s", url,
-             f"; review platform at {url.rstrip('/')}{REVIEW_PATH}/" if review else "")
+    log.info("depthweb Studio at %s%s", url, f"; review platform at {url.rstrip('/')}"
+             f"{REVIEW_PATH}/" if assembly.review is not None else "")
     uvicorn.Server(config).run()
 
 
@@ -55,6 +55,7 @@ class RunningServer:
     review_url: str | None
     server: uvicorn.Server
     thread: threading.Thread
+    assembly: Assembly
 
     def close(self, timeout_s: float = 15.0) -> None:
         """Stop serving and wait for the thread."""
@@ -66,8 +67,8 @@ def start_in_thread(settings: Settings | None = None, host: str = "127.0.0.1",
                     port: int | None = None, timeout_s: float = 60.0) -> RunningServer:
     """Start the server in a daemon thread and wait until it accepts requests."""
     settings = settings or get_settings()
-    port = _address()[1] if port is None else port
-    config, review = _config(settings, host, port)
+    port = server_address()[1] if port is None else port
+    config, assembly = _config(settings, host, port)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="depthweb-server", daemon=True)
     thread.start()
@@ -78,5 +79,5 @@ def start_in_thread(settings: Settings | None = None, host: str = "127.0.0.1",
             raise RuntimeError(f"the server did not start on {host}:{port}")
         time.sleep(0.05)
     url = _url(host, port)
-    return RunningServer(url, f"{url.rstrip('/')}{REVIEW_PATH}/" if review else None,
-                         server, thread)
+    review_url = f"{url.rstrip('/')}{REVIEW_PATH}/" if assembly.review is not None else None
+    return RunningServer(url, review_url, server, thread, assembly)

@@ -25,7 +25,7 @@ import gradio as gr
 from depthweb.config import Settings, get_settings
 from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab
 from depthweb.ui.auth import review_launch_kwargs, review_setup
-from depthweb.ui.common import CSS, Context, served_paths
+from depthweb.ui.common import CSS, Context, review_cache_dir, served_paths
 from depthweb.ui.review_tab import add_review_tabs
 
 HEADER = """# depthweb Studio
@@ -80,6 +80,9 @@ def build_review(settings: Settings | None = None) -> gr.Blocks | None:
         with gr.Tabs():
             review = add_review_tabs(settings)  # Review + Admin
             train_tab.add_train_tab(review)  # admins only
+    private = str(review_cache_dir())
+    for block in demo.blocks.values():  # Gradio's copies of review outputs: own folder
+        block.GRADIO_CACHE = private
     return _queue(demo, settings)
 
 
@@ -90,16 +93,21 @@ def _common_kwargs(settings: Settings) -> dict:
         "max_file_size": f"{int(settings.max_upload_mb)}mb",
         **served_paths(settings),  # the output folder; data dir and database blocked
         "show_error": False,
+        "app_kwargs": {"docs_url": None, "redoc_url": None, "openapi_url": None},
     }
 
 
 def studio_mount_kwargs(settings: Settings | None = None) -> dict:
-    """Keyword arguments for mounting the Studio: theme, CSS, upload limit, served paths."""
-    return _common_kwargs(settings or get_settings())
+    """Keyword arguments for mounting the Studio: theme, CSS, upload limit, served paths
+    (the review platform's copies of its outputs blocked: the Studio has no login)."""
+    kwargs = _common_kwargs(settings or get_settings())
+    kwargs["blocked_paths"] = [*kwargs["blocked_paths"], str(review_cache_dir().resolve())]
+    return kwargs
 
 
 def review_mount_kwargs(settings: Settings | None = None) -> dict:
     """Keyword arguments for mounting the review platform: those of the Studio plus the
     password login (``auth=``; none with Hugging Face OAuth)."""
     settings = settings or get_settings()
-    return {**_common_kwargs(settings), **review_launch_kwargs(settings)}
+    return {**_common_kwargs(settings), "run_history": False,  # nothing kept in browsers
+            **review_launch_kwargs(settings)}

@@ -7,14 +7,19 @@ must be migrated (else the app refuses to start with a sentence). ``auto`` (defa
 the database already exists (an SQLite file is never created just to look) and holds at least
 one active user; otherwise the public Studio runs exactly as before, without login.
 
-**How people log in.** Normally Gradio's login page protects the whole app (``auth=`` from
+**How people log in.** Normally Gradio's login page protects the review platform (``auth=`` from
 :func:`review_launch_kwargs`): :func:`make_auth` checks name and password with
 :func:`depthweb.store.authenticate` (argon2 hashes, :class:`~depthweb.store.LoginThrottle`
 against guessing; passwords are never logged). On a Hugging Face Space with OAuth enabled
 (``hf_oauth: true``: ``SYSTEM=spaces`` and ``OAUTH_CLIENT_ID`` set) the Studio stays public,
 a "Sign in with Hugging Face" button is shown instead, and a signed-in account acts as the
-local user ``<hf name>@hf`` (created as a viewer; an admin promotes it). Off Spaces nothing of
-OAuth is built, so Gradio's mocked OAuth routes never exist.
+local user ``<hf name>@hf``: an admin when the name is listed in ``DEPTHWEB_ADMINS``, else
+created with ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (viewer by default; an admin promotes it). Off
+Spaces nothing of OAuth is built, so Gradio's mocked OAuth routes never exist.
+
+**Where.** :mod:`depthweb.server` mounts the review platform at :data:`REVIEW_PATH` with the
+``auth=`` of :func:`review_launch_kwargs` (its own login page and cookie); the public Studio at
+``/`` has no login. With OAuth the sign-in routes stay at the server's root.
 
 Handlers never trust the page: :meth:`ReviewApp.username` reads the user server-side from
 ``gr.Request.username`` (or the OAuth profile) and the services check the role in the database.
@@ -92,7 +97,9 @@ class ReviewApp:
         if self.oauth and profile is not None:
             hf_name = getattr(profile, "username", None) or profile.get("preferred_username")
             if hf_name:
-                return ensure_oauth_user(self.ctx, str(hf_name))
+                return ensure_oauth_user(self.ctx, str(hf_name),
+                                         role=self.settings.oauth_default_role,
+                                         admin=str(hf_name) in self.settings.admin_names)
         return None
 
 
@@ -162,7 +169,7 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
 
 def review_setup(settings: Settings) -> ReviewApp | None:
     """The process's :class:`ReviewApp`, or None when the review feature is off (module
-    docstring). Cached per (database URL, data dir): ``build_app`` and ``launch_kwargs`` share
+    docstring). Cached per (database URL, data dir): ``build_review`` and the mount share
     one engine."""
     mode = review_mode(settings)
     if mode == "off":

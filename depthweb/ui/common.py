@@ -147,13 +147,26 @@ def optional_number(value: float | None) -> float | None:
     return None if value in (None, "") or value == 0 else float(value)
 
 
+def gradio_temp_dir() -> Path:
+    """Gradio's temp dir (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``): uploads and copies of
+    outputs of both apps."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio"))
+
+
+def review_cache_dir() -> Path:
+    """Where the review platform's components keep Gradio's copies of their outputs (photos,
+    labels): a folder of its own inside the temp dir, so the public Studio mount can block it
+    while the review mount serves it to logged-in users."""
+    return gradio_temp_dir() / "review-private"
+
+
 def served_folders(settings: Settings) -> dict[str, Path]:
     """Every folder Gradio serves files from with these settings: the output folder
     (``allowed_paths``), Gradio's temp dir (uploads and copies of outputs) and its cached
     examples (relative to the working directory)."""
-    temp = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    temp = gradio_temp_dir()
     examples = os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples"
-    return {"DEPTHWEB_OUTPUT_DIR": Path(settings.output_dir), "GRADIO_TEMP_DIR": Path(temp),
+    return {"DEPTHWEB_OUTPUT_DIR": Path(settings.output_dir), "GRADIO_TEMP_DIR": temp,
             "GRADIO_EXAMPLES_CACHE": Path(examples)}
 
 
