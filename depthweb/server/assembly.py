@@ -64,7 +64,7 @@ def assemble(settings: Settings | None = None) -> Assembly:
     """The parent FastAPI app with the review platform at ``/review`` (when on) and the
     Studio at ``/``. When the review platform should be on but its database cannot be
     opened (``DEPTHWEB_REVIEW=on``, or ``auto`` with a database configured), ``/review`` is an
-    app that answers 503 "unavailable" (fail closed) and the Studio still serves.
+    app that answers 503 "unavailable" (fail closed) and the Studio still serves."""
     settings = settings or get_settings()
     host, port = server_address()
     app = FastAPI(title="depthweb", docs_url=None, redoc_url=None, openapi_url=None)
