@@ -23,10 +23,12 @@ import asyncio
 import logging
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
 
 from depthweb.config import Settings
 from depthweb.server.guards import ASGIApp, Message, Receive, Scope, Send, header, is_logout
@@ -87,6 +89,20 @@ def _new_token(message: Message) -> str | None:
         if name.strip().startswith(TOKEN_PREFIX) and value.strip().strip('"'):
             return value.strip().strip('"')
     return None
+
+
+async def form_username(scope: Scope, body: bytes) -> str:
+    """The ``username`` field of a login form, URL-encoded (``gradio_client``) or multipart
+    (Gradio's login page); "" when there is none."""
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(dict(scope, type="http"), replay).form()
+        value = form.get("username")
+    except (HTTPException, MultiPartException, ValueError, KeyError):
+        return ""
+    return value.strip() if isinstance(value, str) else ""
 
 
 class SessionGuard:
@@ -164,8 +180,7 @@ class SessionGuard:
                 return  # client went away
             body += message.get("body", b"")
             more = message.get("more_body", False) and len(body) <= MAX_LOGIN_BODY
-        form = parse_qs(body.decode("utf-8", "replace"))
-        user = (form.get("username") or [""])[0].strip()
+        user = await form_username(scope, body)
         client = (scope.get("client") or ("", 0))[0]
         replayed = False
 
