@@ -13,6 +13,9 @@
 - ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
 - ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
 - ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
+- ``DEPTHWEB_STEREO_MAX_COST`` (``1000000000``): a stereo request whose pixels x disparities
+  (after rectification, where the pair is rectified first) exceed this is refused before
+  matching (SGBM costs a few ns per pixel-disparity and holds the model queue). ``0``: no limit.
 - ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
   users exist).
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
@@ -100,6 +103,7 @@ class Settings(BaseSettings):
     output_max_age_min: float = 30.0
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
+    stereo_max_cost: float = Field(default=1e9, ge=0)
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
     allowed_origins: str = ""

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError
 from depthweb.server.hardening import harden
+from depthweb.server.pages import blank_login_api_info
 from depthweb.server.queue_limits import install_queue_limits
 from depthweb.server.sessions import review_sessions, review_unavailable_reason, unavailable_app
 from depthweb.services.workspace import use_own_gradio_temp
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 __all__ = ["MIDDLEWARES", "REVIEW_PATH", "Assembly", "assemble", "build_server", "wrap"]
 
 Middleware = Callable[[ASGIApp, Settings], ASGIApp]
-MIDDLEWARES: list[Middleware] = [review_sessions, harden]
-"""Request-level middlewares around the whole server, innermost first: server-side login
-sessions on the review mount, then origin checks / CORS, body limits and the client address
-(:mod:`depthweb.server.hardening`)."""
+MIDDLEWARES: list[Middleware] = [blank_login_api_info, review_sessions, harden]
+"""Request-level middlewares around the whole server, innermost first: the review login page
+without Gradio's API description (:mod:`depthweb.server.pages`), server-side login sessions on
+the review mount (:mod:`depthweb.server.sessions`), then origin checks / CORS, body limits and
+the client address (:mod:`depthweb.server.hardening`)."""
 
 
 @dataclass

@@ -20,7 +20,11 @@ BODY = {"data": [1, 1, "x"], "event_id": "x", "session_hash": "x", "fn_index": 0
         "trigger_id": None, "event_data": None, "prompt": "x", "hash": "x", "code": "x"}
 BY_SECRET_ID = {"/gradio_api/reset", "/gradio_api/reset/", "/gradio_api/cancel",
                 "/gradio_api/heartbeat/{session_hash}", "/gradio_api/startup-events",
-                "/gradio_api/token", "/gradio_api/token/"}
+                "/gradio_api/token", "/gradio_api/token/", "/gradio_api/stream/{event_id}",
+                "/gradio_api/stream/{event_id}/close",
+                "/gradio_api/stream/{session_hash}/{run}/{component_id}/playlist.m3u8",
+                "/gradio_api/stream/{session_hash}/{run}/{component_id}/{segment_id}.{ext}",
+                "/gradio_api/stream/{session_hash}/{run}/{component_id}/playlist-file"}
 """Review routes Gradio answers without login: they act only on an unguessable event id or
 session hash (unknown ones: a no-op or 404) or say only that nobody is logged in."""
 REVIEW_WORDS = (b"review_", b"admin_", b"train_", b"nyu", b"seed-v1", b"$argon2")
