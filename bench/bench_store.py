@@ -1,8 +1,10 @@
 """Save latency of the review store with 1, 10 and 50 concurrent reviewers.
 
 Backends, all measured in the same run:
-- ``sqlite``: ``depthweb.store.make_engine`` (WAL, synchronous=NORMAL, busy_timeout,
+- ``sqlite``: ``depthweb.store.make_engine`` (WAL, synchronous=FULL, busy_timeout,
   foreign_keys, BEGIN IMMEDIATE for writes);
+- ``sqlite-normal``: the same with ``synchronous=NORMAL`` (what the app used before), to show
+  what durability against a power cut costs;
 - ``sqlite-noqueue``: the same without the in-process writer queue (threads then wait in
   SQLite's busy handler), to show what the queue buys;
 - ``sqlite-default``: the baseline, SQLAlchemy's default ``create_engine`` on a file in the
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 
 from bench.common import Row, Section
 from bench.store_report import filesystem, render, result_row
@@ -54,7 +56,7 @@ from depthweb.store.repo import (
 from depthweb.types import DepthKind, Intrinsics
 
 logger = logging.getLogger("bench_store")
-BACKENDS = ("sqlite", "sqlite-noqueue", "sqlite-default", "postgresql")
+BACKENDS = ("sqlite", "sqlite-normal", "sqlite-noqueue", "sqlite-default", "postgresql")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -77,7 +79,18 @@ def bench_engine(backend: str, url: str, reviewers: int) -> Engine:
     pool = {"pool_size": reviewers + 2, "max_overflow": 10}
     if backend == "sqlite-default":
         return create_engine(url, **pool)
-    return make_engine(url, writer_queue=backend != "sqlite-noqueue", **pool)
+    engine = make_engine(url, writer_queue=backend != "sqlite-noqueue", **pool)
+    if backend == "sqlite-normal":  # runs after make_engine's own pragmas
+        event.listen(engine, "connect", _synchronous_normal)
+    return engine
+
+
+def _synchronous_normal(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    try:
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
 
 
 def populate(url: str, reviewers: int, root: Path) -> list[tuple[str, int]]:
@@ -305,6 +318,7 @@ def summary_rows(results: list[Result]) -> list[Row]:
     for n in sorted({r.reviewers for r in results}):
         for backend, base, base_name in (
             ("sqlite", "sqlite-default", "SQLAlchemy default SQLite engine (no pragmas)"),
+            ("sqlite", "sqlite-normal", "make_engine with synchronous=NORMAL, same run"),
             ("postgresql", "sqlite", "SQLite make_engine, same run"),
         ):
             ours, ref = by.get((backend, n)), by.get((base, n))
@@ -323,10 +337,10 @@ def summary_rows(results: list[Result]) -> list[Row]:
 def run(quick: bool = False) -> Section:
     """Summary rows and detail for ``python -m bench`` (quick: threads, think 0, 60 saves)."""
     if quick:
-        cfg = Config(saves=60, think_ms=(0.0,), backends=("sqlite", "sqlite-default",
-                                                          "postgresql"))
+        cfg = Config(saves=60, think_ms=(0.0,), backends=("sqlite", "sqlite-normal",
+                                                          "sqlite-default", "postgresql"))
         command = ("python -m bench.bench_store --saves 60 --think-ms 0 "
-                   "--backends sqlite sqlite-default postgresql")
+                   "--backends sqlite sqlite-normal sqlite-default postgresql")
     else:
         cfg = Config(processes=True)
         command = "python -m bench.bench_store --processes"

@@ -42,6 +42,26 @@
 - ``DEPTHWEB_VIDEO_GPU_S_PER_FRAME`` (``0.5``): on ZeroGPU each video call asks ``spaces.GPU``
   for ``20 + frames x this`` seconds.
 
+Request-level protections (:mod:`depthweb.server`; README "Security"):
+
+- ``DEPTHWEB_ALLOWED_ORIGINS`` (empty): other sites (``https://host[:port]``, comma-separated)
+  whose pages may send state-changing requests and read responses with credentials; the app's
+  own origin is always allowed.
+- ``DEPTHWEB_TRUSTED_PROXIES`` (empty): addresses or networks (``10.0.0.0/8``) of reverse
+  proxies whose ``X-Forwarded-For`` names the client; from anyone else it is ignored.
+- ``DEPTHWEB_MAX_JSON_KB`` (``1024``): body limit of API requests (everything but uploads).
+- ``DEPTHWEB_MAX_UPLOAD_FILES`` (``10``): an upload request may carry at most
+  ``MAX_UPLOAD_MB * MAX_UPLOAD_FILES`` bytes (the limit is per request, not per file).
+- ``DEPTHWEB_SESSION_IDLE_MIN`` (``120``) and ``DEPTHWEB_SESSION_MAX_HOURS`` (``24``): a login
+  ends after this long unused, and this long after it began.
+- ``DEPTHWEB_PREDICT_MAX_PIXELS`` (``25000000``): larger images are refused when a model request
+  joins the queue.
+- ``DEPTHWEB_QUEUE_PER_USER`` (``2``): model requests one user (or, logged out, one address)
+  may have waiting in the queue; ``0`` means no limit.
+- ``DEPTHWEB_DISK_BUDGET_MB`` (``2048``): web outputs plus Gradio's temp folder stay under this,
+  oldest deleted first; ``DEPTHWEB_CLEANUP_INTERVAL_MIN`` (``5``): how often they are cleaned.
+  Gradio's temp folder is ``GRADIO_TEMP_DIR`` or ``<tmp>/depthweb-gradio-<user>`` (the app's own).
+
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
 
@@ -105,6 +125,16 @@ class Settings(BaseSettings):
     stereo_max_cost: float = Field(default=1e9, ge=0)
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
+    allowed_origins: str = ""
+    trusted_proxies: str = ""
+    max_json_kb: int = Field(default=1024, ge=1)
+    max_upload_files: int = Field(default=10, ge=1)
+    session_idle_min: float = Field(default=120.0, gt=0)
+    session_max_hours: float = Field(default=24.0, gt=0)
+    predict_max_pixels: int = Field(default=25_000_000, ge=1)
+    queue_per_user: int = Field(default=2, ge=0)
+    disk_budget_mb: float = Field(default=2048.0, gt=0)
+    cleanup_interval_min: float = Field(default=5.0, gt=0)
     admins: str = ""
     oauth_default_role: Literal["viewer", "reviewer"] = "viewer"
     video_max_frames: int = Field(default=240, ge=1)

@@ -1,5 +1,6 @@
 """Review-platform commands: ``db upgrade``, ``db gc``, ``users add``, ``users list``,
-``import``, ``import-depth``, ``pseudo-label``, ``export``.
+``users passwd``, ``users disable``, ``users enable``, ``import``, ``import-depth``,
+``pseudo-label``, ``export``.
 
 The database URL and the data directory (blob store) come from the settings
 (``DEPTHWEB_DATABASE_URL``, ``DEPTHWEB_DATA_DIR``) for every command. Commands act as the local
@@ -63,6 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_users_add)
     p = users_sub.add_parser("list", help="list users and their roles")
     p.set_defaults(func=cmd_users_list)
+    p = users_sub.add_parser("passwd", help="set a user's password (ends their logins)")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    p.set_defaults(func=cmd_users_passwd)
+    for action, text in (("disable", "disable a user (ends their logins)"),
+                         ("enable", "enable a disabled user")):
+        p = users_sub.add_parser(action, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=cmd_users_active, active=action == "enable")
 
     p = sub.add_parser("import", help="import images (folders, zips, files) into a dataset")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -185,6 +196,29 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     with _context() as ctx, ctx.session(readonly=True) as s:
         for u in list_users(s):
             print(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}")
+    return 0
+
+
+@_one_line_errors
+def cmd_users_passwd(args: argparse.Namespace) -> int:
+    from depthweb.services.accounts import set_password
+    from depthweb.store import SYSTEM
+
+    password = _read_password(args.password_stdin)
+    with _context() as ctx:
+        set_password(ctx, args.name, password, acting=SYSTEM)
+    print(f"password of {args.name} changed; their logins have ended")
+    return 0
+
+
+@_one_line_errors
+def cmd_users_active(args: argparse.Namespace) -> int:
+    from depthweb.services.accounts import set_active
+    from depthweb.store import SYSTEM
+
+    with _context() as ctx:
+        set_active(ctx, args.name, args.active, acting=SYSTEM)
+    print(f"user {args.name} {'enabled' if args.active else 'disabled; their logins have ended'}")
     return 0
 
 

@@ -25,7 +25,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from depthweb.config import Settings, get_settings
+from depthweb.errors import DepthwebError
+from depthweb.server.hardening import harden
 from depthweb.server.pages import blank_login_api_info
+from depthweb.server.queue_limits import install_queue_limits
+from depthweb.server.sessions import review_sessions, review_unavailable_reason, unavailable_app
+from depthweb.services.workspace import use_own_gradio_temp
 from depthweb.ui.app import build_review, build_studio, review_mount_kwargs, studio_mount_kwargs
 from depthweb.ui.auth import REVIEW_PATH
 
@@ -34,10 +39,11 @@ log = logging.getLogger(__name__)
 __all__ = ["MIDDLEWARES", "REVIEW_PATH", "Assembly", "assemble", "build_server", "wrap"]
 
 Middleware = Callable[[ASGIApp, Settings], ASGIApp]
-MIDDLEWARES: list[Middleware] = [blank_login_api_info]
+MIDDLEWARES: list[Middleware] = [blank_login_api_info, review_sessions, harden]
 """Request-level middlewares around the whole server, innermost first: the review login page
-without Gradio's API description (:mod:`depthweb.server.pages`); origin checks, body limits and
-server-side sessions go here too (``guards.py``, ``sessions.py``)."""
+without Gradio's API description (:mod:`depthweb.server.pages`), server-side login sessions on
+the review mount (:mod:`depthweb.server.sessions`), then origin checks / CORS, body limits and
+the client address (:mod:`depthweb.server.hardening`)."""
 
 
 @dataclass
@@ -58,13 +64,19 @@ def server_address() -> tuple[str, int]:
 
 def assemble(settings: Settings | None = None) -> Assembly:
     """The parent FastAPI app with the review platform at ``/review`` (when on) and the
-    Studio at ``/``. Raises :class:`~depthweb.errors.DepthwebError` when the settings cannot
-    work (e.g. ``DEPTHWEB_REVIEW=on`` and no usable database)."""
+    Studio at ``/``. When the review platform should be on but its database cannot be
+    opened (``DEPTHWEB_REVIEW=on``, or ``auto`` with a database configured), ``/review`` is an
+    app that answers 503 "unavailable" (fail closed) and the Studio still serves."""
     settings = settings or get_settings()
     host, port = server_address()
     app = FastAPI(title="depthweb", docs_url=None, redoc_url=None, openapi_url=None)
+    use_own_gradio_temp()  # before any component is made: they read GRADIO_TEMP_DIR
     studio = build_studio(settings)
-    review = build_review(settings)
+    try:
+        review = build_review(settings)
+        unavailable = None if review is not None else review_unavailable_reason(settings)
+    except DepthwebError as exc:  # DEPTHWEB_REVIEW=on and no usable database: fail closed
+        review, unavailable = None, str(exc)
     oauth = review is not None and review.expects_oauth
     if oauth:
         from gradio.oauth import attach_oauth
@@ -73,8 +85,11 @@ def assemble(settings: Settings | None = None) -> Assembly:
     if review is not None:
         gr.mount_gradio_app(app, review, REVIEW_PATH, server_name=host, server_port=port,
                             **review_mount_kwargs(settings))
+    elif unavailable:
+        app.mount(REVIEW_PATH, unavailable_app(unavailable))
     gr.mount_gradio_app(app, studio, "/", server_name=host, server_port=port,
                         **studio_mount_kwargs(settings))
+    install_queue_limits([b for b in (studio, review) if b is not None], settings)
     log.info("Studio at /, review platform %s", f"at {REVIEW_PATH}/" if review else "off")
     return Assembly(app, studio, review, oauth)
 

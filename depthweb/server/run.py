@@ -16,6 +16,7 @@ import uvicorn
 
 from depthweb.config import Settings, get_settings
 from depthweb.server.assembly import REVIEW_PATH, Assembly, assemble, server_address, wrap
+from depthweb.services.workspace import Janitor
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,9 @@ def _config(settings: Settings, host: str, port: int) -> tuple[uvicorn.Config, A
     assembly = assemble(settings)
     app = wrap(assembly.app, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                            ws="none", timeout_graceful_shutdown=5)
+                            ws="none", timeout_graceful_shutdown=5,
+                            proxy_headers=False)  # client addresses: DEPTHWEB_TRUSTED_PROXIES
+    Janitor.from_settings(settings).start()  # old files out now, then on a schedule
     return config, assembly
 
 

@@ -1,8 +1,15 @@
 """Users, argon2 password hashes, a failed-login throttle and server-side role checks.
 
 Gradio's login has no rate limit, so :func:`authenticate` refuses to even check a password
-while a user name is throttled (exponential backoff after a few failures). The throttle lives in
-process memory: one web process (the Gradio app) sees every attempt.
+while a login is throttled. The default :class:`LoginGuard` locks a (name, client address) pair
+and a client address after repeated failures (exponential backoff), but only *slows down* a name
+that fails from many addresses: an outsider cannot lock a user out of their own address. The
+client address is :data:`CLIENT_ADDRESS`, set per request by the server layer
+(:mod:`depthweb.server.guards`, which trusts forwarding headers only from named proxies). The
+throttle lives in process memory: one web process sees every attempt.
+
+Changing a password bumps the user's ``password_epoch`` and, like disabling a user, revokes
+every stored login session of that user (:mod:`depthweb.store.sessions`).
 
 Every mutating repository function takes the acting user and calls :func:`require_role` itself;
 the CLI acts as :data:`SYSTEM` (an admin that can import and manage users but cannot author
@@ -11,6 +18,7 @@ review revisions).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
@@ -27,6 +35,7 @@ from sqlalchemy.orm import Session
 from depthweb.errors import InputError
 from depthweb.store.errors import NotFoundError, PermissionDeniedError
 from depthweb.store.models import Role, User
+from depthweb.store.sessions import revoke_user_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +79,15 @@ def require_person(user: Actor | None, *roles: str) -> User:
     return user
 
 
+CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "depthweb_client_address", default=None)
+"""The client address of the request being served (set by the server layer; None elsewhere)."""
+
+
 class LoginThrottle:
-    """Per-name failure counter: after ``free_attempts`` failures each further failure locks the
-    name for ``base_delay_s * 2**k`` seconds (capped at ``max_delay_s``). Thread-safe."""
+    """Per-key failure counter: after ``free_attempts`` failures each further failure locks the
+    key (a user name by default) for ``base_delay_s * 2**k`` seconds (capped at
+    ``max_delay_s``). Thread-safe. As a login throttle it ignores the client address."""
 
     def __init__(
         self,
@@ -93,13 +108,20 @@ class LoginThrottle:
     def _key(name: str) -> str:
         return name.strip().lower()
 
-    def retry_after(self, name: str) -> float:
+    def retry_after(self, name: str, address: str | None = None) -> float:
         """Seconds until ``name`` may try again (0 when not locked)."""
         with self._lock:
             _, until = self._state.get(self._key(name), (0, 0.0))
         return max(0.0, until - self._clock())
 
-    def failure(self, name: str) -> None:
+    def slow_down(self, name: str) -> float:
+        """Seconds to wait before checking a password for ``name`` (none here)."""
+        return 0.0
+
+    def refused(self, name: str, address: str | None = None) -> None:
+        """An attempt refused while locked (not counted here)."""
+
+    def failure(self, name: str, address: str | None = None) -> None:
         key = self._key(name)
         with self._lock:
             failures, _ = self._state.get(key, (0, 0.0))
@@ -108,12 +130,63 @@ class LoginThrottle:
             delay = 0.0 if over < 0 else min(self.max_delay_s, self.base_delay_s * 2.0**over)
             self._state[key] = (failures, self._clock() + delay)
 
-    def success(self, name: str) -> None:
+    def success(self, name: str, address: str | None = None) -> None:
         with self._lock:
             self._state.pop(self._key(name), None)
 
 
-DEFAULT_THROTTLE = LoginThrottle()
+class LoginGuard:
+    """The web login throttle: locks per (name, address) pair and per address, slows per name.
+
+    - ``pair``: failures of one name from one address lock that pair (5 free, then 1 s, 2 s, ...
+      up to 15 min): guessing one account from one place.
+    - ``address``: failures from one address across names lock the address (20 free, same
+      backoff): one password tried against many names.
+    - ``name``: failures of one name from anywhere only delay its password checks (up to
+      ``max_slow_s``), never refuse them, so a third party cannot lock a user out of their own
+      address; success from an address clears that pair and that address only.
+    """
+
+    def __init__(self, *, pair: LoginThrottle | None = None, address: LoginThrottle | None = None,
+                 name: LoginThrottle | None = None, max_slow_s: float = 2.0) -> None:
+        self.pair = pair or LoginThrottle(free_attempts=5)
+        self.address = address or LoginThrottle(free_attempts=20)
+        self.name = name or LoginThrottle(free_attempts=5, base_delay_s=0.25,
+                                          max_delay_s=max_slow_s)
+
+    @staticmethod
+    def _pair(name: str, address: str | None) -> str:
+        return f"{name.strip().lower()}\x00{address or '-'}"
+
+    def retry_after(self, name: str, address: str | None = None) -> float:
+        """Seconds until this name may try again from ``address`` (0 when allowed)."""
+        return max(self.pair.retry_after(self._pair(name, address)),
+                   self.address.retry_after(address or "-"))
+
+    def slow_down(self, name: str) -> float:
+        """Seconds to wait before checking a password for ``name`` (failed a lot lately)."""
+        return self.name.retry_after(name)
+
+    def failure(self, name: str, address: str | None = None) -> None:
+        self.pair.failure(self._pair(name, address))
+        self.address.failure(address or "-")
+        self.name.failure(name)
+
+    def refused(self, name: str, address: str | None = None) -> None:
+        """An attempt while locked extends the lock of that pair and address (the prober's
+        own), never the name's slow-down."""
+        if self.pair.retry_after(self._pair(name, address)) > 0:
+            self.pair.failure(self._pair(name, address))
+        if self.address.retry_after(address or "-") > 0:
+            self.address.failure(address or "-")
+
+    def success(self, name: str, address: str | None = None) -> None:
+        self.pair.success(self._pair(name, address))
+        self.address.success(address or "-")
+
+
+Throttle = LoginThrottle | LoginGuard
+DEFAULT_THROTTLE: Throttle = LoginGuard()
 
 
 @lru_cache(maxsize=1)
@@ -176,24 +249,33 @@ def authenticate(
     session: Session,
     name: str,
     password: str,
-    throttle: LoginThrottle = DEFAULT_THROTTLE,
+    throttle: Throttle = DEFAULT_THROTTLE,
     hasher: PasswordHasher | None = None,
+    address: str | None = None,
 ) -> User | None:
     """The active user with this name and password, or None (wrong, unknown, disabled or
-    throttled; a throttled name is refused without checking the password)."""
+    throttled; a throttled login is refused without checking the password). ``address`` is
+    the client's (default: :data:`CLIENT_ADDRESS`); a name that failed often is checked
+    only after a short delay (:class:`LoginGuard`)."""
     hasher = hasher or _default_hasher()
-    wait = throttle.retry_after(name)
+    address = address if address is not None else CLIENT_ADDRESS.get()
+    wait = throttle.retry_after(name, address)
     if wait > 0:
-        logger.warning("login for %r refused: throttled for %.0f s more", name, wait)
+        throttle.refused(name, address)
+        logger.warning("login for %r from %s refused: throttled for %.0f s more", name,
+                       address or "?", wait)
         return None
+    slow = throttle.slow_down(name)
+    if slow > 0:
+        time.sleep(slow)  # a worker thread (make_auth): the server keeps serving
     user = get_user(session, name)
     stored = user.password_hash if user is not None and user.active else _dummy_hash(hasher)
     ok = _verify(hasher, stored, password)  # always hash once: same timing for unknown names
     if not ok or user is None or not user.active:
-        throttle.failure(name)
-        logger.info("failed login for %r", name)
+        throttle.failure(name, address)
+        logger.info("failed login for %r from %s", name, address or "?")
         return None
-    throttle.success(name)
+    throttle.success(name, address)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return user
@@ -249,5 +331,8 @@ def update_user(
         user.active = active
     if password is not None:
         user.password_hash = hash_password(password, hasher)
+        user.password_epoch = (user.password_epoch or 0) + 1
+    if active is False or password is not None:
+        revoke_user_sessions(session=session, user_id=user.id)
     session.flush()
     return user

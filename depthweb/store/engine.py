@@ -1,10 +1,12 @@
 """Engines and sessions: SQLite tuned for many concurrent reviewers, PostgreSQL via psycopg 3.
 
-SQLite connections get ``journal_mode=WAL``, ``synchronous=NORMAL``, ``busy_timeout`` and
-``foreign_keys=ON``. The sqlite3 driver's own transaction control is switched off
-(``isolation_level=None``) and SQLAlchemy's ``begin`` event emits ``BEGIN IMMEDIATE`` for write
-sessions, so a writer takes the write lock up front and waits (busy timeout) instead of failing
-with "database is locked" when it upgrades a read lock half way through a transaction.
+SQLite connections get ``journal_mode=WAL``, ``synchronous=FULL`` (the WAL is synced at every
+commit, so a power cut loses no committed transaction; ``NORMAL`` survives a killed process but
+may lose the last commits on a power cut), ``busy_timeout`` and ``foreign_keys=ON``. The
+sqlite3 driver's own transaction control is switched off (``isolation_level=None``) and
+SQLAlchemy's ``begin`` event emits ``BEGIN IMMEDIATE`` for write sessions, so a writer takes
+the write lock up front and waits (busy timeout) instead of failing with "database is locked"
+when it upgrades a read lock half way through a transaction.
 Read-only sessions use a plain deferred ``BEGIN`` and never block writers (WAL).
 
 Write sessions of one process also queue on an in-process lock per engine before their
@@ -120,7 +122,7 @@ def _install_sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

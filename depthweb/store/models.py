@@ -128,9 +128,28 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped on every password change: login sessions made under an older epoch are void.
+    password_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"User(id={self.id}, name={self.name!r}, role={self.role!r})"
+
+
+class LoginSession(Base):
+    """A web login (one cookie): only the SHA-256 of the token is stored. Valid while the user
+    is active, ``epoch`` equals the user's ``password_epoch``, ``revoked_at`` is unset and
+    neither the idle nor the absolute expiry has passed (:mod:`depthweb.store.sessions`)."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(default=0)
+    client: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Dataset(Base):

@@ -5,7 +5,7 @@ Everything is checked server-side (admins only, in :mod:`depthweb.services.revie
 tab is shown to admins only (cosmetic). Names typed by users (datasets, files, exports) are
 escaped wherever they are rendered as Markdown (:func:`~depthweb.ui.common.md_inline`). API
 endpoints: ``admin_overview``, ``admin_adjudicate``, ``admin_gold``, ``admin_reviews_per_task``,
-``admin_users``, ``admin_add_user``, ``admin_set_user``, ``admin_import``,
+``admin_users``, ``admin_add_user``, ``admin_set_user``, ``admin_set_password``, ``admin_import``,
 ``admin_pseudo_label``, ``admin_export``.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from depthweb.services import accounts
 from depthweb.services.review import admin as svc
 from depthweb.services.review.exporter import FILTERS
 from depthweb.services.review.session import user_role
@@ -74,6 +75,7 @@ def build(app: ReviewApp) -> None:
             active = gr.Checkbox(True, label="Active")
             add_user = gr.Button("Add user", elem_id="admin-add-user")
             set_user = gr.Button("Update role / active", elem_id="admin-set-user")
+            set_password = gr.Button("Set password", elem_id="admin-set-password")
     with gr.Accordion("Import, pseudo-label, export", open=False):
         with gr.Row():
             files = gr.File(label="Images or zips", file_count="multiple",
@@ -190,6 +192,17 @@ def build(app: ReviewApp) -> None:
             return svc.users_table(ctx, user)
 
     set_user.click(admin_set_user, [name, role, active], [users], api_name="admin_set_user")
+
+    def admin_set_password(user_name, new_password, request: gr.Request,
+                           profile: gr.OAuthProfile | None = None):
+        """Give a user a new password; their open logins end."""
+        with user_errors("set the password"):
+            accounts.set_password(ctx, user_name, new_password, acting=who(request, profile))
+        gr.Info(f"New password set for {user_name}; their logins have ended.")
+        return ""
+
+    set_password.click(admin_set_password, [name, password], [password],
+                       api_name="admin_set_password")
 
     def admin_import(paths, ds, request: gr.Request, profile: gr.OAuthProfile | None = None,
                      progress=gr.Progress()):  # noqa: B008

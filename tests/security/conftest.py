@@ -116,16 +116,17 @@ def _tree(root: Path) -> dict[str, str]:
 
 def state_snapshot(ctx, data_dir: Path) -> dict:
     """Everything a request could change: every table's row count, task versions and
-    statuses, users (role, active), and the files of the blob store, the exports
-    folder, the students registry and the training runs."""
+    statuses, users (role, active, password epoch), and the files of the blob store, the
+    exports folder, the students registry and the training runs. Login sessions are left out:
+    logging in is what clients do between snapshots."""
     from depthweb.store.models import Base, Task, User
 
     with ctx.session(readonly=True) as s:
         counts = {t.name: int(s.scalar(select(func.count()).select_from(t)))
-                  for t in Base.metadata.sorted_tables}
+                  for t in Base.metadata.sorted_tables if t.name != "login_sessions"}
         tasks = {t.id: (t.version, t.status, t.assignee_id, t.is_gold)
                  for t in s.scalars(select(Task).order_by(Task.id))}
-        users = {u.name: (u.role, u.active)  # a login may re-hash an outdated hash
+        users = {u.name: (u.role, u.active, u.password_epoch)  # a login may re-hash the hash
                  for u in s.scalars(select(User).order_by(User.id))}
     files = {name: _tree(data_dir / name) for name in ("blobs", "exports", "students", "runs")}
     return {"counts": counts, "tasks": tasks, "users": users, "files": files}

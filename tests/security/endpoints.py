@@ -34,8 +34,8 @@ ROLES: dict[str, str] = {
     # Admin tab.
     "/admin_overview": ADMIN, "/admin_adjudicate": ADMIN, "/admin_gold": ADMIN,
     "/admin_reviews_per_task": ADMIN, "/admin_users": ADMIN, "/admin_add_user": ADMIN,
-    "/admin_set_user": ADMIN, "/admin_import": ADMIN, "/admin_pseudo_label": ADMIN,
-    "/admin_export": ADMIN,
+    "/admin_set_user": ADMIN, "/admin_set_password": ADMIN, "/admin_import": ADMIN,
+    "/admin_pseudo_label": ADMIN, "/admin_export": ADMIN,
     # Train tab.
     "/train_lists": ADMIN, "/train_start": ADMIN, "/train_status": ADMIN, "/train_stop": ADMIN,
     # Hugging Face OAuth (Spaces only): Gradio's LoginButton asks whether a session exists.
@@ -109,6 +109,7 @@ def arguments(name: str, case: Case) -> tuple:
         "/admin_users": (),
         "/admin_add_user": ("mallory", "mallory's password", "admin"),
         "/admin_set_user": ("rev", "admin", True),  # a reviewer promoting itself
+        "/admin_set_password": ("boss", "taken over by a test"),  # the admin's password
         "/admin_import": ([photo], "nyu"),
         "/admin_pseudo_label": ("nyu", "depth-anything-v2-small", case.weights, 2, "none", 1),
         "/admin_export": ("nyu", "best", "stolen-export"),

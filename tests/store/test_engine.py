@@ -21,7 +21,7 @@ def test_sqlite_connections_are_tuned(tmp_path):
     try:
         assert sqlite_pragmas(engine) == {
             "journal_mode": "wal",
-            "synchronous": 1,
+            "synchronous": 2,  # FULL: a power cut loses no committed transaction
             "busy_timeout": 1234,
             "foreign_keys": 1,
         }
