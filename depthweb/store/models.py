@@ -276,6 +276,8 @@ class Revision(Base):
 
     author: Mapped[User] = relationship(foreign_keys=[author_id])
     blob: Mapped[Blob | None] = relationship(foreign_keys=[blob_sha256])
+    label_blob: Mapped[Blob | None] = relationship(foreign_keys=[label_blob_sha256])
+    flags_blob: Mapped[Blob | None] = relationship(foreign_keys=[flags_blob_sha256])
 
 
 class Review(Base):
