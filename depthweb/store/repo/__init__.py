@@ -50,7 +50,12 @@ from depthweb.store.repo.review import (
     submit_review,
     undo_correction,
 )
-from depthweb.store.repo.stats import ReviewerStats, queue_counts, reviewer_stats
+from depthweb.store.repo.stats import (
+    ReviewerStats,
+    count_unlabelled,
+    queue_counts,
+    reviewer_stats,
+)
 
 __all__ = [
     "LabelRecord",
@@ -64,6 +69,7 @@ __all__ = [
     "branch_owners",
     "claim_task",
     "consensus",
+    "count_unlabelled",
     "create_dataset",
     "current_corrections",
     "ensure_task",
