@@ -41,7 +41,7 @@ from depthweb.services.review.page import (
     page_data,
     render,
 )
-from depthweb.store import SYSTEM, Role, create_user, get_user, require_role
+from depthweb.store import SYSTEM, Role, StaleRevisionError, create_user, get_user, require_role
 from depthweb.store.auth import NAME_RE
 from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Action, User
@@ -61,7 +61,7 @@ REASON_TAGS = ("sky", "glass", "mirror", "people", "blur", "wrong scale", "other
 REGION_ACTIONS = {"mask": Action.MASK, "plane": Action.PLANE_FILL, "far": Action.FAR_FILL}
 OAUTH_SUFFIX = "@hf"
 MAX_BROKEN_SKIPS = 20
-__all__ = ["DISPLAY_MAX_SIDE", "HistoryRow", "Outcome", "TaskPage"]
+__all__ = ["DISPLAY_MAX_SIDE", "HistoryRow", "Outcome", "StaleRevisionError", "TaskPage"]
 
 
 @dataclass(frozen=True)
