@@ -253,8 +253,11 @@ def replay_branch(ctx: ReviewContext | BlobStore, session: Session, task: Task,
     lmap = stack[-1][1] if stack else base
     n = sum(1 for r, _ in stack if r.action in _CORRECTIONS)
     label = _label(ctx, task, lmap, None)
+    last = stack[-1][0].id if stack else None
+    key = (None, None) if last is None else (f"replay-{task.id}-{branch_id}-{rules_version}",
+                                             str(last))
     return Label(label.map, label_source(pred, n), label.intrinsics, pred.id, task.id,
-                 {"corrections": n})
+                 {"corrections": n}, key)
 
 
 _CORRECTIONS = frozenset(a.value for a in CORRECTION_ACTIONS)
@@ -323,8 +326,8 @@ def new_totals(task_id: int, before: Mapping[str, int], action: Action,
     out["pairs"] += n_pairs
     out["anchors"] += n_anchors
     out["regions"] += int(action in (Action.MASK, Action.PLANE_FILL, Action.FAR_FILL))
-    for key, what in (("corrections", "corrections"), ("pairs", "ordinal pairs"),
-                      ("anchors", "scale anchors"), ("regions", "painted regions")):
+    for key, what in (("pairs", "ordinal pairs"), ("anchors", "scale anchors"),
+                      ("regions", "painted regions"), ("corrections", "corrections")):
         limit = LIMITS[f"{key}_per_task"]
         if out[key] > limit:
             raise InputError(f"Task {task_id} already has {int(before.get(key, 0))} {what}; a "

@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from depthweb.services import visuals
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.labels import LIMITS, Label, branch_label, image_rgb, teacher_map
 from depthweb.store.models import Revision, Role, Task, TaskStatus, User
-from depthweb.store.repo import is_branchy, task_history, visible_history
+from depthweb.store.repo import is_branchy, recent_history
 from depthweb.store.repo.branches import branch_of
 from depthweb.types import DepthResult
 
 DISPLAY_MAX_SIDE = 1024
+PREVIEW_MAX_SIDE = 640  # depth pictures (shown 360 px high)
+HISTORY_ROWS = 100  # the newest history rows a page shows
 IGNORE_TINT = (255, 0, 255)
 FAR_TINT = (40, 90, 255)
 
@@ -115,16 +118,19 @@ def _history(revs: list[Revision]) -> tuple[list[HistoryRow], list[tuple[str, st
     return rows, notes
 
 
-def viewer_status(session: Session, task: Task, viewer: User, revs: list[Revision]) -> str:
+def viewer_status(session: Session, task: Task, viewer: User) -> str:
     """The status a viewer sees: the task's, except on crowd and gold tasks where a reviewer
     sees their own progress (in_review until they decide, then their decision)."""
     if viewer.role == Role.ADMIN or not is_branchy(task):
         return str(task.status)
     if task.status in (TaskStatus.APPROVED, TaskStatus.REJECTED) and not task.is_gold:
         return str(task.status)
-    mine = [r for r in revs if r.author_id == viewer.id and r.action in ("approve", "reject")]
+    mine = session.scalar(select(Revision.action).where(
+        Revision.task_id == task.id, Revision.author_id == viewer.id,
+        Revision.action.in_(("approve", "reject"))).order_by(Revision.task_version.desc())
+        .limit(1))
     if mine:
-        return "approved" if mine[-1].action == "approve" else "rejected"
+        return "approved" if mine == "approve" else "rejected"
     return TaskStatus.IN_REVIEW.value
 
 
@@ -133,14 +139,13 @@ def page_data(ctx: ReviewContext, session: Session, task: Task, viewer: User) ->
     corrupt file)."""
     branch = branch_of(task, viewer) if viewer.role != Role.VIEWER else None
     label, head = branch_label(ctx, session, task, branch)
-    revs = task_history(session, task.id)
-    seen = visible_history(session, revs, task, viewer)
+    seen, _total = recent_history(session, task, viewer, HISTORY_ROWS)
     history, notes = _history(seen)
     can_undo = (head is not None and head.author_id == viewer.id
                 and head.action not in ("undo", "pick"))
     info = {
         "task_id": task.id, "version": task.version,
-        "status": viewer_status(session, task, viewer, revs), "priority": float(task.priority),
+        "status": viewer_status(session, task, viewer), "priority": float(task.priority),
         "is_gold": bool(task.is_gold),
         "assignee": (task.assignee.name if task.assignee and (
             viewer.role == Role.ADMIN or task.assignee_id == viewer.id) else None),
@@ -156,12 +161,13 @@ def _result(depth: np.ndarray, label: Label, model: str) -> DepthResult:
     return DepthResult(depth, label.kind, label.intrinsics, model=model)
 
 
-def _small(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """An (H, W) array shrunk (nearest) so its longer side is at most the display size."""
+def _small(arr: np.ndarray, shape: tuple[int, int], side: int = DISPLAY_MAX_SIDE
+           ) -> np.ndarray:
+    """An (H, W) array shrunk (nearest) so its longer side is at most ``side``."""
     import cv2
 
     h, w = shape
-    s = max(h, w) / float(DISPLAY_MAX_SIDE)
+    s = max(h, w) / float(side)
     if s <= 1:
         return arr
     size = (max(1, round(w / s)), max(1, round(h / s)))
@@ -198,18 +204,17 @@ def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> np.ndarray
 
 def _label_picture(ctx: ReviewContext, label: Label, model: str) -> np.ndarray:
     def make() -> np.ndarray:
-        depth = _small(label.depth, label.map.shape)
+        depth = _small(label.depth, label.map.shape, PREVIEW_MAX_SIDE)
         pic = visuals.depth_preview(_result(depth, label, model))
         return tint(tint(pic, label.far_mask, FAR_TINT), label.ignore_mask, IGNORE_TINT)
 
-    key = label.key if label.key != (None, None) else ("teacher", label.prediction_id)
-    return ctx.cache.get_or_make(("label", key), make)
+    return ctx.cache.get_or_make(("label", label.key), make)
 
 
 def _teacher_picture(ctx: ReviewContext, pred: Any, label: Label) -> np.ndarray:
     def make() -> np.ndarray:
         raw = teacher_map(ctx, pred)
-        depth = _small(raw.depth, raw.shape)
+        depth = _small(raw.depth, raw.shape, PREVIEW_MAX_SIDE)
         return visuals.depth_preview(DepthResult(depth, raw.kind, label.intrinsics,
                                                  model=pred.model))
 
@@ -225,7 +230,8 @@ def render(ctx: ReviewContext, data: PageData) -> TaskPage:
         teacher=pred.model, teacher_weights=pred.weights, kind=str(label.kind),
         source=label.source, n_corrections=label.n_corrections, label_shape=shape,
         photo=_photo(ctx, image, shape), teacher_picture=_teacher_picture(ctx, pred, label),
-        label_picture=_label_picture(ctx, label, pred.model), history=data.history,
+        label_picture=(_teacher_picture(ctx, pred, label) if label.key == (None, None)
+                       else _label_picture(ctx, label, pred.model)), history=data.history,
         notes=data.notes, can_undo=data.can_undo, limits=dict(LIMITS),
     )
 

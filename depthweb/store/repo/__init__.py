@@ -9,6 +9,7 @@ from depthweb.store.repo.branches import (
     label_head,
     label_revisions,
     pick_label,
+    recent_history,
     visible_history,
 )
 from depthweb.store.repo.catalog import (
@@ -89,6 +90,7 @@ __all__ = [
     "next_task",
     "pick_label",
     "queue_counts",
+    "recent_history",
     "record_export",
     "reject_task",
     "release_task",

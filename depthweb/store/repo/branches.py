@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from depthweb.store.auth import Actor, require_person
@@ -139,6 +139,21 @@ def branch_owners(session: Session, task_id: int) -> list[int]:
     rows = session.scalars(select(Revision.branch_id).where(
         Revision.task_id == task_id, Revision.branch_id.is_not(None)).distinct())
     return sorted(int(r) for r in rows)
+
+
+def recent_history(session: Session, task: Task, viewer: User, limit: int = 100
+                   ) -> tuple[list[Revision], int]:
+    """The newest ``limit`` history rows ``viewer`` may see (see :func:`visible_history`),
+    oldest first, and how many rows they may see in all."""
+    settled = not task.is_gold and task.status in (TaskStatus.APPROVED, TaskStatus.REJECTED)
+    cond = [Revision.task_id == task.id]
+    if viewer.role != Role.ADMIN and is_branchy(task) and not settled:
+        cond.append(Revision.author_id == viewer.id)
+    total = int(session.scalar(select(func.count(Revision.id)).where(*cond)) or 0)
+    rows = session.scalars(select(Revision).where(*cond)
+                           .options(selectinload(Revision.author))
+                           .order_by(Revision.task_version.desc()).limit(limit)).all()
+    return list(reversed(rows)), total
 
 
 def visible_history(session: Session, revs: Sequence[Revision], task: Task,
