@@ -12,7 +12,8 @@ from depthweb.store import SYSTEM, create_user
 from depthweb.store.models import Revision, Task
 from tests.review.conftest import make_tasks, scene_disparity
 from tests.review_ui.server import PASSWORD
-from tests.review_ui.test_review_browser import click_image_pixel, log_in, wait_status
+from tests.review_ui.test_review_browser import click_image_pixel, log_in
+from tests.review_ui.test_review_browser import wait_status as _wait_status
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +35,17 @@ def keys_world(ctx):
                             dataset=name)
 
 
+def wait_status(page, fragment: str) -> str:
+    try:
+        return _wait_status(page, fragment)
+    except Exception:
+        from tests.review_ui.conftest import ARTIFACTS
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "keys-failed.png"), full_page=True)
+        raise
+
+
 def actions_of(ctx, task_id: int) -> list[str]:
     with ctx.session(readonly=True) as s:
         return list(s.scalars(select(Revision.action).where(Revision.task_id == task_id)
@@ -52,7 +64,7 @@ def test_shortcuts_are_shown_and_undo_and_approve_work_from_the_keyboard(
         assert key in shortcuts
     page.locator("#review-dataset input").click()
     page.get_by_role("option", name=dataset).click()
-    page.locator("#review-status").click()  # focus out of the dropdown
+    page.locator("#review-shortcuts").click()  # focus out of the dropdown
     page.keyboard.press("n")
     status = wait_status(page, "is yours")
     task_id = int(status.split("Task ")[1].split(" ")[0])
@@ -67,7 +79,7 @@ def test_shortcuts_are_shown_and_undo_and_approve_work_from_the_keyboard(
     page.screenshot(path=str(artifacts / "keys-after-pair.png"))
 
     page.locator("#review-note textarea").fill("u a r n")  # typing is not a shortcut
-    page.locator("#review-status").click()
+    page.locator("#review-shortcuts").click()
     assert actions_of(ctx, task_id) == ["ordinal"]
     page.keyboard.press("u")
     wait_status(page, "Saved: undo")
