@@ -375,4 +375,10 @@ def _wire(h: ReviewHandlers, ctx, c: dict) -> None:
     c["show_3d"].click(review_3d, [c["task_num"]], [c["plot"]], api_name="review_3d",
                        show_progress_on=[c["plot"]])
     gr.on(triggers=None, fn=None, js=SHORTCUTS_JS, inputs=None, outputs=None)
+
+    def review_ping() -> str:
+        """A trivial handler: the protocol's floor for the review benchmark."""
+        return "ok"
+
+    gr.api(review_ping, api_name="review_ping")
     wire_points(c, ANCHOR)
