@@ -43,6 +43,7 @@ from depthweb.geometry.ordinal import (
     tilt_pairs,
     typical_magnitude,
 )
+from depthweb.geometry.rules_v1 import anchors_v1
 from depthweb.types import DepthKind, Intrinsics
 
 MASK_MODES = ("union", "replace", "subtract")
@@ -194,8 +195,10 @@ def refit_anchors(
             "One anchor cannot fix both the scale and the shift of a disparity label; add a "
             "second anchor at a different depth."
         )
-    aligned = align_to_anchors(label.depth, label.kind, list(anchors))
-    depth = aligned.depth.astype(np.float32)
+    if rules_version < 2:
+        depth = anchors_v1(label.depth, label.kind, list(anchors))
+    else:
+        depth = align_to_anchors(label.depth, label.kind, list(anchors)).depth.astype(np.float32)
     if rules_version >= 2 and usable.any():
         with np.errstate(invalid="ignore"):
             lost = usable & ~(np.isfinite(depth) & (depth > 0))

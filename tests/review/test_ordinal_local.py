@@ -121,3 +121,16 @@ def test_one_anchor_on_disparity_is_refused_by_the_new_rules_only():
         apply_correction(label, "anchors", payload, None, CAM)
     old = apply_correction(label, "anchors", payload, None, CAM, rules_version=1)
     assert old.kind == "metric_depth"
+
+
+def test_rules_one_anchor_fit_is_frozen():
+    """Rules 1: one anchor on disparity fits the scale with the shift taken as 0 (whatever the
+    live anchor fit does today), so old labels keep their values."""
+    from depthweb.geometry.rules_v1 import anchors_v1
+
+    disp = np.linspace(0.2, 1.0, H * W, dtype=np.float32).reshape(H, W)
+    from depthweb.types import DepthKind
+
+    depth = anchors_v1(disp, DepthKind.RELATIVE_DISPARITY, [(10, 20, 2.0)])
+    expected = 2.0 * float(disp[20, 10]) / disp
+    np.testing.assert_allclose(depth, expected, rtol=1e-5)
