@@ -95,7 +95,7 @@ def run(n_tasks: int, repeat: int) -> list[tuple[str, float, float]]:
         server = start_review_app(root, data_dir, weights, timeout_s=600)
         try:
             c = Client(server.url, auth=("r00", PASSWORD), verbose=False,
-                       analytics_enabled=False)
+                       analytics_enabled=False, httpx_kwargs={"timeout": 600})
             state: dict = {}
 
             def nxt():
