@@ -1,8 +1,10 @@
-"""depthweb Studio: ``python app.py`` (also the Hugging Face Spaces entry point)."""
+"""depthweb: ``python app.py`` serves the public Studio at ``/`` and the review platform at
+``/review`` in one process (also the Hugging Face Spaces entry point; see depthweb.server)."""
 
-from depthweb.config import get_settings
-from depthweb.ui.app import build_app, launch_kwargs
+import logging
+
+from depthweb.server import serve
 
 if __name__ == "__main__":
-    settings = get_settings()
-    build_app(settings).launch(**launch_kwargs(settings))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serve()

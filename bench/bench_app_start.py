@@ -47,8 +47,8 @@ print(time.perf_counter() - t)
 STUDIO = """
 import time; t = time.perf_counter()
 from depthweb.config import Settings
-from depthweb.ui.app import build_app
-build_app(Settings(model_dir={model_dir!r}, output_dir={out!r}))
+from depthweb.server import assemble
+assemble(Settings(model_dir={model_dir!r}, output_dir={out!r}))
 print(time.perf_counter() - t)
 """
 
@@ -139,11 +139,11 @@ def run(quick: bool = False) -> Section:
     if not quick:  # build only: two more process launches per run
         base, ours = startup(runs)
         mb, mo = median(base), median(ours)
-        rows.append(Row("app start: import + build_app (no server)", mo, mb, "s",
+        rows.append(Row("app start: import + assemble the server (no serving)", mo, mb, "s",
                         baseline_name="import gradio + Blocks with 3 empty tabs"))
         parts += ["", markdown_table(["start-up, import + build only (median s)", "seconds"],
                                      [["gradio import + 3 empty tabs (baseline)", fmt_num(mb)],
-                                      ["depthweb Studio import + build_app", fmt_num(mo)],
+                                      ["depthweb import + assemble the server", fmt_num(mo)],
                                       ["ratio", f"{mo / mb:.2f}x"]], "lr")]
     if PHOTO.exists():
         row, table = render_rows(2 if quick else 5)
@@ -169,7 +169,7 @@ def main() -> None:
     mb, mo = statistics.median(base), statistics.median(ours)
     print("\n| start-up (fresh process, median) | seconds |\n|---|---|")
     print(f"| gradio import + 3 empty tabs (baseline) | {mb:.2f} |")
-    print(f"| depthweb Studio import + build_app | {mo:.2f} |")
+    print(f"| depthweb import + assemble the server | {mo:.2f} |")
     print(f"| ratio | {mo / mb:.2f}x |")
     if not PHOTO.exists():
         print(f"\n(skipping request overhead: {PHOTO} is missing)")

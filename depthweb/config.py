@@ -1,6 +1,8 @@
 """Settings, declared once: every field comes from an environment variable ``DEPTHWEB_<NAME>``.
 
-- ``DEPTHWEB_DATA_DIR`` (``~/.local/share/depthweb``): database, blob store, registered students.
+- ``DEPTHWEB_DATA_DIR``: database, blob store, registered students, exports and runs. Default:
+  ``/data/depthweb`` when ``/data`` exists and is writable (a Hugging Face Space's persistent
+  storage, a Docker volume), else ``~/.local/share/depthweb``.
 - ``DEPTHWEB_MODEL_DIR`` (unset): air-gapped weights, one folder per model: ``<dir>/<name>/``.
 - ``DEPTHWEB_DATABASE_URL`` (``sqlite:///<data_dir>/depthweb.sqlite``): SQLAlchemy URL;
   ``postgresql://...`` for crowds.
@@ -16,6 +18,10 @@
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
   beyond it a request is answered at once with Gradio's "queue is full" (HTTP 503) instead of
   waiting without bound. ``0`` means no limit.
+- ``DEPTHWEB_ADMINS`` (empty): comma-separated Hugging Face user names that get the admin role
+  when they sign in with Hugging Face (Space mode); the first admins of a Space.
+- ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (``viewer``): the role of every other Hugging Face account
+  the first time it signs in (``viewer`` or ``reviewer``).
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -26,12 +32,31 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PERSISTENT_ROOT = Path("/data")
+"""Where Hugging Face Spaces mount persistent storage (and where the Docker image keeps its
+volume)."""
+
+
+def persistent_storage(root: Path | None = None) -> bool:
+    """True when ``root`` (default :data:`PERSISTENT_ROOT`) is a directory this process may
+    write to."""
+    root = PERSISTENT_ROOT if root is None else root
+    return root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+
+
+def on_space() -> bool:
+    """True inside a Hugging Face Space (``SYSTEM=spaces``)."""
+    return os.environ.get("SYSTEM") == "spaces"
+
 
 def _default_data_dir() -> Path:
+    if persistent_storage():
+        return PERSISTENT_ROOT / "depthweb"
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "depthweb"
 
@@ -57,6 +82,20 @@ class Settings(BaseSettings):
     default_model: str = "depth-anything-v2-small"
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
+    admins: str = ""
+    oauth_default_role: Literal["viewer", "reviewer"] = "viewer"
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        """``DEPTHWEB_ADMINS`` as a set of Hugging Face user names (case kept)."""
+        return frozenset(n.strip() for n in self.admins.split(",") if n.strip())
+
+    @property
+    def data_lost_on_restart(self) -> bool:
+        """True on a Space whose data dir is not on persistent storage (``/data``)."""
+        data = Path(self.data_dir).expanduser().resolve()
+        return on_space() and not (persistent_storage()
+                                   and data.is_relative_to(PERSISTENT_ROOT.resolve()))
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError, InputError
+from depthweb.services import model_queue
 from depthweb.services.evaluation import compare_with_teacher, comparison_summary, load_samples
 from depthweb.training import registry
 from depthweb.training.registry import StudentRecord
@@ -356,6 +357,9 @@ def start_web_run(manager: TrainManager, ctx, username: str | None, *, export: s
     from depthweb.services.review.exporter import resolve_out_dir
 
     require_admin(ctx, username)
+    model_queue.refuse_long_job(
+        "Training a student", "run `depthweb train` on a machine with a GPU (or this Space on "
+        "dedicated GPU hardware) and register the student there")
     settings = ctx.settings
     if not export:
         raise InputError("Choose an export to train on (the Admin tab writes them).")

@@ -1,12 +1,13 @@
 """The Gradio web app: one module per tab; handlers call :mod:`depthweb.services`.
 
-``build_app(settings)`` returns the ``gr.Blocks``; ``launch_kwargs(settings)`` the arguments for
-its ``launch()``. Importing this package builds and launches nothing.
+``build_studio(settings)`` returns the public Studio's ``gr.Blocks``, ``build_review(settings)``
+the review platform's (or None); :mod:`depthweb.server` mounts both. Importing this package
+builds and launches nothing.
 """
 
 from __future__ import annotations
 
-__all__ = ["build_app", "launch_kwargs"]
+__all__ = ["build_review", "build_studio", "review_mount_kwargs", "studio_mount_kwargs"]
 
 
 def __getattr__(name: str):

@@ -7,14 +7,19 @@ must be migrated (else the app refuses to start with a sentence). ``auto`` (defa
 the database already exists (an SQLite file is never created just to look) and holds at least
 one active user; otherwise the public Studio runs exactly as before, without login.
 
-**How people log in.** Normally Gradio's login page protects the whole app (``auth=`` from
+**How people log in.** Normally Gradio's login page protects the review platform (``auth=`` from
 :func:`review_launch_kwargs`): :func:`make_auth` checks name and password with
 :func:`depthweb.store.authenticate` (argon2 hashes, :class:`~depthweb.store.LoginThrottle`
 against guessing; passwords are never logged). On a Hugging Face Space with OAuth enabled
 (``hf_oauth: true``: ``SYSTEM=spaces`` and ``OAUTH_CLIENT_ID`` set) the Studio stays public,
 a "Sign in with Hugging Face" button is shown instead, and a signed-in account acts as the
-local user ``<hf name>@hf`` (created as a viewer; an admin promotes it). Off Spaces nothing of
-OAuth is built, so Gradio's mocked OAuth routes never exist.
+local user ``<hf name>@hf``: an admin when the name is listed in ``DEPTHWEB_ADMINS``, else
+created with ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (viewer by default; an admin promotes it). Off
+Spaces nothing of OAuth is built, so Gradio's mocked OAuth routes never exist.
+
+**Where.** :mod:`depthweb.server` mounts the review platform at :data:`REVIEW_PATH` with the
+``auth=`` of :func:`review_launch_kwargs` (its own login page and cookie); the public Studio at
+``/`` has no login. With OAuth the sign-in routes stay at the server's root.
 
 Handlers never trust the page: :meth:`ReviewApp.username` reads the user server-side from
 ``gr.Request.username`` (or the OAuth profile) and the services check the role in the database.
@@ -32,6 +37,7 @@ from pathlib import Path
 from threading import Lock
 
 import gradio as gr
+from gradio.context import get_blocks_context
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -47,6 +53,8 @@ from depthweb.store.models import User
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "on", "off")
+REVIEW_PATH = "/review"
+"""Where :mod:`depthweb.server` mounts the review platform (the Studio is at ``/``)."""
 AUTH_MESSAGE = ("<p>depthweb label review: log in with the account an admin gave you "
                 "(<code>depthweb users add NAME --role reviewer</code>).</p>")
 
@@ -89,7 +97,9 @@ class ReviewApp:
         if self.oauth and profile is not None:
             hf_name = getattr(profile, "username", None) or profile.get("preferred_username")
             if hf_name:
-                return ensure_oauth_user(self.ctx, str(hf_name))
+                return ensure_oauth_user(self.ctx, str(hf_name),
+                                         role=self.settings.oauth_default_role,
+                                         admin=str(hf_name) in self.settings.admin_names)
         return None
 
 
@@ -159,7 +169,7 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
 
 def review_setup(settings: Settings) -> ReviewApp | None:
     """The process's :class:`ReviewApp`, or None when the review feature is off (module
-    docstring). Cached per (database URL, data dir): ``build_app`` and ``launch_kwargs`` share
+    docstring). Cached per (database URL, data dir): ``build_review`` and the mount share
     one engine."""
     mode = review_mode(settings)
     if mode == "off":
@@ -212,6 +222,14 @@ def review_launch_kwargs(settings: Settings) -> dict:
 
 
 def login_button(app: ReviewApp) -> None:
-    """The "Sign in with Hugging Face" button, only when OAuth is used (inert elsewhere)."""
-    if app.oauth:
-        gr.LoginButton(elem_id="review-hf-login")
+    """The "Sign in with Hugging Face" button, only when OAuth is used (inert elsewhere). Its
+    script sends the browser to ``/login/huggingface`` (at the root, where the server keeps
+    the sign-in routes) and back to the review platform, not to the Studio."""
+    if not app.oauth:
+        return
+    button = gr.LoginButton(elem_id="review-hf-login")
+    blocks = get_blocks_context()
+    for fn in blocks.fns.values() if blocks is not None else ():
+        if fn.js and "/login/huggingface" in fn.js and any(
+                t[0] == button._id for t in fn.targets):
+            fn.js = fn.js.replace("_target_url=/", f"_target_url={REVIEW_PATH}/")

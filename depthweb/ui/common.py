@@ -1,4 +1,9 @@
-"""Shared wiring for the Studio tabs: the GPU queue, error sentences, progress, model lists."""
+"""Shared wiring for the Studio tabs: the model queue, error sentences, progress, model lists.
+
+Model calls are queued twice: per Blocks by Gradio (``GPU_QUEUE``: one event at a time, at
+most ``queue_max_size`` waiting) and process-wide by :mod:`depthweb.services.model_queue`
+(``Context.predict_fn`` takes its turn there, so the Studio and the review platform never run
+two models at once; on ZeroGPU it also runs under ``spaces.GPU``)."""
 
 from __future__ import annotations
 
@@ -19,13 +24,15 @@ from sqlalchemy.exc import ArgumentError
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
 from depthweb.logsafe import install_redaction, redact
+from depthweb.services import model_queue
 from depthweb.services.studio import ModelChoice, model_choices
 from depthweb.services.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 GPU_QUEUE = {"concurrency_id": "gpu", "concurrency_limit": 1}
-"""Event options for every handler that runs a model: one shared queue, one at a time."""
+"""Event options for every handler that runs a model: one Gradio queue per Blocks, one at a
+time (the process-wide turn is taken in :mod:`depthweb.services.model_queue`)."""
 
 NO_MODEL = "none"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
@@ -54,16 +61,6 @@ def md_inline(text: object) -> str:
                               else f"{m[1]}\\{m[2]}", flat)
 
 
-def on_gpu(fn: Callable) -> Callable:
-    """``spaces.GPU(fn)`` when the ``spaces`` package is importable (Hugging Face ZeroGPU),
-    else ``fn`` unchanged. Call it while building the app, never at import time."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    return spaces.GPU(fn)
-
-
 @dataclass
 class Context:
     """What every tab needs: settings, the output workspace, the models and the GPU runner."""
@@ -79,7 +76,7 @@ class Context:
 
         install_redaction()  # the app is built after its logging is configured
         return cls(settings, Workspace.from_settings(settings), model_choices(settings),
-                   on_gpu(predict_images))
+                   model_queue.model_call(predict_images, "studio prediction"))
 
     def dropdown_choices(self) -> list[tuple[str, str]]:
         """(label, name) pairs: kind and local availability in the label."""
@@ -150,13 +147,26 @@ def optional_number(value: float | None) -> float | None:
     return None if value in (None, "") or value == 0 else float(value)
 
 
+def gradio_temp_dir() -> Path:
+    """Gradio's temp dir (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``): uploads and copies of
+    outputs of both apps."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio"))
+
+
+def review_cache_dir() -> Path:
+    """Where the review platform's components keep Gradio's copies of their outputs (photos,
+    labels): a folder of its own inside the temp dir, so the public Studio mount can block it
+    while the review mount serves it to logged-in users."""
+    return gradio_temp_dir() / "review-private"
+
+
 def served_folders(settings: Settings) -> dict[str, Path]:
     """Every folder Gradio serves files from with these settings: the output folder
     (``allowed_paths``), Gradio's temp dir (uploads and copies of outputs) and its cached
     examples (relative to the working directory)."""
-    temp = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    temp = gradio_temp_dir()
     examples = os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples"
-    return {"DEPTHWEB_OUTPUT_DIR": Path(settings.output_dir), "GRADIO_TEMP_DIR": Path(temp),
+    return {"DEPTHWEB_OUTPUT_DIR": Path(settings.output_dir), "GRADIO_TEMP_DIR": temp,
             "GRADIO_EXAMPLES_CACHE": Path(examples)}
 
 

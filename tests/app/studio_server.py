@@ -2,7 +2,8 @@
 
 ``start_studio(root)`` builds tiny random-weight Depth Anything V2 models (relative and metric
 indoor) into ``root/models/<model name>/``, then runs this file as a script
-(``python studio_server.py PORT``) with an environment that points the app at them
+(``python studio_server.py PORT``: the whole server of ``depthweb.server``, the Studio at
+``/``) with an environment that points the app at them
 (``DEPTHWEB_MODEL_DIR``), keeps every output under ``root`` and works offline. The child
 process's working directory is an empty folder (``root/cwd``) so tests can check that the app
 writes nothing there. The child prints ``STUDIO_URL <url>`` once it serves requests.
@@ -99,7 +100,7 @@ def launch_and_wait(
     return proc, url_box[0] if url_box else ""
 
 
-def start_studio(root: Path, timeout_s: float = 120.0) -> StudioServer:
+def start_studio(root: Path, timeout_s: float = 300.0) -> StudioServer:
     """Build the models, start the app in a subprocess and wait until it serves."""
     root = Path(root)
     model_dir, cwd, out = root / "models", root / "cwd", root / "outputs"
@@ -141,20 +142,19 @@ def shared_studio(tmp_path_factory, config) -> StudioServer:
     return _shared[0]
 
 
-def _serve(port: int) -> None:
+def serve_in_child(port: int, ready: str, review: bool = False) -> None:
+    """The child's side: serve the whole server (``depthweb.server``) on ``port``, print
+    ``ready`` and the Studio's URL (``review``: the review platform's URL), then serve."""
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from depthweb.config import get_settings
-    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.server import start_in_thread
 
-    settings = get_settings()
-    demo = build_app(settings)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                quiet=True, **launch_kwargs(settings))
-    print(f"{READY}{demo.local_url}", flush=True)
-    demo.block_thread()
+    running = start_in_thread(get_settings(), "127.0.0.1", port, timeout_s=600)
+    print(f"{ready}{running.review_url if review else running.url}", flush=True)
+    running.thread.join()
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    serve_in_child(int(sys.argv[1]), READY)

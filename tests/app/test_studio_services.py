@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -231,26 +229,12 @@ def test_markers_are_drawn_where_the_user_clicked():
     assert not out[45, 2].any() and not rgb.any()  # elsewhere untouched, input not modified
 
 
-def test_on_gpu_uses_spaces_only_when_it_is_installed(monkeypatch):
-    from depthweb.ui.common import on_gpu
-
-    def fn():
-        return 1
-
-    monkeypatch.setitem(sys.modules, "spaces", None)  # import fails
-    assert on_gpu(fn) is fn
-    fake = types.ModuleType("spaces")
-    fake.GPU = lambda f: ("wrapped", f)
-    monkeypatch.setitem(sys.modules, "spaces", fake)
-    assert on_gpu(fn) == ("wrapped", fn)
-
-
 def test_every_model_call_shares_one_gpu_queue(tmp_path):
-    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.ui.app import build_studio, studio_mount_kwargs
 
     settings = Settings(output_dir=tmp_path / "out", model_dir=tmp_path / "models",
                         max_upload_mb=7)
-    demo = build_app(settings)
+    demo = build_studio(settings)
     by_name = {fn.name: fn for fn in demo.fns.values()}
     model_calls = ["on_predict", "api_predict", "on_compare", "api_compare", "on_run",
                    "api_stereo"]
@@ -259,7 +243,7 @@ def test_every_model_call_shares_one_gpu_queue(tmp_path):
         assert by_name[name].concurrency_limit == 1, name
     assert {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"} >= {
         "predict", "compare", "stereo"}
-    kwargs = launch_kwargs(settings)
+    kwargs = studio_mount_kwargs(settings)
     assert kwargs["max_file_size"] == "7mb" and str(tmp_path / "out") in kwargs["allowed_paths"]
     assert not Path(tmp_path / "out").exists()  # building writes nothing
 
@@ -284,8 +268,9 @@ def test_importing_the_app_builds_and_launches_nothing():
     import threading
 
     threads = {t.name for t in threading.enumerate()}
-    app = importlib.import_module("app")  # a launch() here would block the test
+    app = importlib.import_module("app")  # serving here would block the test
     ui = importlib.import_module("depthweb.ui")
-    assert callable(app.build_app) and callable(ui.build_app)
+    server = importlib.import_module("depthweb.server")
+    assert callable(app.serve) and callable(ui.build_studio) and callable(server.build_server)
     assert not hasattr(app, "demo") and not hasattr(app, "settings")
     assert {t.name for t in threading.enumerate()} <= threads  # no server thread

@@ -1,9 +1,10 @@
 """Fixtures for the bad-input corpus: tiny local models, a seeded review store for the Python
 API and the CLI, and one launched app (Studio + Review + Admin, login on) for gradio_client.
 
-One server serves every web surface: the review app started with ``DEPTHWEB_MODEL_DIR``
-pointing at tiny Depth Anything models, so ``/predict``, ``/compare`` and ``/stereo`` run there
-too (the same app a Space runs, with the review feature on).
+One server serves every web surface: the whole server started with ``DEPTHWEB_MODEL_DIR``
+pointing at tiny Depth Anything models, the review platform (login on) at ``/review`` and the
+public Studio (``/predict``, ``/compare``, ``/stereo``) at the root (the same server a Space
+runs, with the review feature on).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Web:
     data_dir: Path
     server: object
     login: Callable
+    studio: Callable
 
     def settings(self):
         from depthweb.config import Settings
@@ -145,7 +147,15 @@ def web(tmp_path_factory, pytestconfig, models) -> Web:
                 download_files=str(downloads) if download else False)
         return clients[name, download]
 
-    return Web(server.url, data_dir, server, login)
+    def studio(download: bool = True) -> Client:
+        """An anonymous client of the public Studio (cached)."""
+        if ("", download) not in clients:
+            clients["", download] = Client(
+                server.studio_url, verbose=False, analytics_enabled=False,
+                download_files=str(downloads) if download else False)
+        return clients["", download]
+
+    return Web(server.url, data_dir, server, login, studio)
 
 
 @pytest.fixture

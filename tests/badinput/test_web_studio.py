@@ -36,7 +36,7 @@ def still_serving(web, good_photo) -> None:
     """A good ``/predict`` right after the bad request succeeds (outputs left on the server)."""
     from gradio_client import handle_file
 
-    *_, info = web.login(download=False).predict(image=handle_file(str(good_photo)),
+    *_, info = web.studio(download=False).predict(image=handle_file(str(good_photo)),
                                                  model=STUDENT, api_name="/predict")
     assert (info["height"], info["width"]) == (H, W) and info["model"] == STUDENT
 
@@ -46,7 +46,7 @@ def test_predict(case, tmp_path, web, good_photo):
     from gradio_client import handle_file
 
     path = case.build(tmp_path)
-    out, err = _call(web.login(download=False), "/predict", image=handle_file(str(path)),
+    out, err = _call(web.studio(download=False), "/predict", image=handle_file(str(path)),
                      model=STUDENT)
     expect = case.outcome("web")
     if err is not None:
@@ -64,7 +64,7 @@ def test_predict_files_have_the_rotated_shape(tmp_path, web):
     from gradio_client import handle_file
 
     case = next(c for c in cases("image", "web") if c.id == "exif-rotated")
-    npy, _, sidecar, *_ = web.login().predict(image=handle_file(str(case.build(tmp_path))),
+    npy, _, sidecar, *_ = web.studio().predict(image=handle_file(str(case.build(tmp_path))),
                                               model=STUDENT, api_name="/predict")
     assert np.load(npy).shape == case.expect.shape
     assert json.loads(Path(sidecar).read_text())["width"] == case.expect.shape[1]
@@ -81,7 +81,7 @@ def test_compare(case, tmp_path, web, good_photo):
     from gradio_client import handle_file
 
     path = case.build(tmp_path)
-    out, err = _call(web.login(download=False), "/compare", image=handle_file(str(path)),
+    out, err = _call(web.studio(download=False), "/compare", image=handle_file(str(path)),
                      models=[STUDENT, RELATIVE], reference="")
     expect = case.outcome("compare", "web")
     if err is not None:  # a file the decoder refuses is named; a 1x1 photo cannot be compared
@@ -99,7 +99,7 @@ def test_stereo(case, tmp_path, web, good_photo):
     from gradio_client import handle_file
 
     inputs = case.build(tmp_path)
-    out, err = _call(web.login(download=False), "/stereo", left=handle_file(str(inputs["left"])),
+    out, err = _call(web.studio(download=False), "/stereo", left=handle_file(str(inputs["left"])),
                      right=handle_file(str(inputs["right"])),
                      calib=handle_file(str(inputs["calib"])), focal_px=0, baseline_m=0,
                      doffs=0, mono_model="")
@@ -124,7 +124,7 @@ def test_stereo_numbers(numbers, needle, tmp_path, web, good_photo):
 
     pair = next(c for c in cases("stereo", "web") if c.id == "stereo-gray-and-rgb")
     inputs = pair.build(tmp_path)
-    _, err = _call(web.login(download=False), "/stereo", left=handle_file(str(inputs["left"])),
+    _, err = _call(web.studio(download=False), "/stereo", left=handle_file(str(inputs["left"])),
                    right=handle_file(str(inputs["right"])), calib=None, doffs=0,
                    mono_model="", **numbers)
     assert err is not None
@@ -136,7 +136,7 @@ def test_stereo_numbers(numbers, needle, tmp_path, web, good_photo):
 def test_predict_anchors(case, tmp_path, web, good_photo):
     from gradio_client import handle_file
 
-    out, err = _call(web.login(), "/predict", image=handle_file(str(good_photo)), model=STUDENT,
+    out, err = _call(web.studio(), "/predict", image=handle_file(str(good_photo)), model=STUDENT,
                      anchors=case.build(tmp_path))
     expect = case.outcome("web")
     if err is not None:

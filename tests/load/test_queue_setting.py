@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from depthweb.config import Settings, get_settings
-from depthweb.ui.app import build_app
+from depthweb.ui.app import build_studio
 
 
 @pytest.mark.parametrize(("env", "expected"), [(None, 100), ("7", 7), ("0", None)])
@@ -17,7 +17,7 @@ def test_the_queue_holds_at_most_the_configured_number_of_requests(monkeypatch, 
     else:
         monkeypatch.setenv("DEPTHWEB_QUEUE_MAX_SIZE", env)
     get_settings.cache_clear()
-    demo = build_app()
+    demo = build_studio()
     assert demo._queue.max_size == expected
 
 

@@ -90,15 +90,39 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values.size else None
 
 
+STUDIO_APIS = frozenset({"/predict", "/compare", "/stereo"})
+
+
+class Connection:
+    """One user's clients: the review platform (logged in) and the public Studio, which has
+    ``/predict`` since the two apps are mounted apart (``depthweb.server``)."""
+
+    def __init__(self, review, studio) -> None:
+        self.review, self.studio = review, studio
+
+    def submit(self, *args, api_name: str):
+        client = self.studio if api_name in STUDIO_APIS else self.review
+        return client.submit(*args, api_name=api_name)
+
+    def close(self) -> None:
+        self.review.close()
+        self.studio.close()
+
+
 def connect(url: str, users: Sequence[str], password: str, workers: int = 8,
-            timeout_s: float = 120.0) -> list:
-    """One logged-in ``gradio_client.Client`` per user (made in parallel; no downloads;
-    ``timeout_s`` for each HTTP request, login included, instead of httpx's 5 s)."""
+            timeout_s: float = 120.0, studio_url: str | None = None) -> list[Connection]:
+    """One :class:`Connection` per user, its review client logged in to ``url`` (made in
+    parallel; no downloads; ``timeout_s`` for each HTTP request, login included, instead of
+    httpx's 5 s); the Studio at ``studio_url`` (default: the server's root)."""
     from gradio_client import Client
 
-    def make(name: str):
-        return Client(url, auth=(name, password), verbose=False, download_files=False,
-                      analytics_enabled=False, httpx_kwargs={"timeout": timeout_s})
+    root = studio_url or url.removesuffix("/").removesuffix("review")
+
+    def make(name: str) -> Connection:
+        options = {"verbose": False, "download_files": False, "analytics_enabled": False,
+                   "httpx_kwargs": {"timeout": timeout_s}}
+        return Connection(Client(url, auth=(name, password), **options),
+                          Client(root, **options))
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(make, users))

@@ -6,7 +6,9 @@ users ``rev``, ``rev2`` (reviewers), ``view`` (viewer) and ``boss`` (admin), imp
 (three NYU frames into the dataset ``nyu``, two wild photos into ``wild``) and pseudo-labels them
 with a tiny random-weight Depth Anything V2 (``tests/builders.py``). :func:`start_review_app`
 then runs this file as a script (``python server.py PORT``) with ``DEPTHWEB_REVIEW=on`` and the
-same data directory; the child prints ``REVIEW_URL <url>`` once it serves requests.
+same data directory; the child prints ``REVIEW_URL <url>`` once it serves requests. The server
+is the whole one of ``depthweb.server``: ``url`` is the review platform (``.../review/``, behind
+the login), ``studio_url`` the public Studio at the root.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ class ReviewServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def studio_url(self) -> str:
+        """The public Studio at the server's root (``url`` is the review platform)."""
+        from depthweb.ui.auth import REVIEW_PATH
+
+        return self.url.removesuffix("/").removesuffix(REVIEW_PATH.strip("/"))
 
     def settings(self):
         from depthweb.config import Settings
@@ -100,7 +109,7 @@ def client_logins(url: str, downloads: Path):
 
 
 def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
-                     timeout_s: float = 120.0, extra_env: dict | None = None) -> ReviewServer:
+                     timeout_s: float = 300.0, extra_env: dict | None = None) -> ReviewServer:
     """Serve the app (review on) over ``data_dir`` in a subprocess; wait until it serves.
 
     ``extra_env`` is applied last (e.g. ``DEPTHWEB_MODEL_DIR`` so the Studio's ``/predict``
@@ -132,20 +141,7 @@ def start_review_app(root: Path, data_dir: Path, teacher_weights: Path,
     return server
 
 
-def _serve(port: int) -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from depthweb.config import get_settings
-    from depthweb.ui.app import build_app, launch_kwargs
-
-    settings = get_settings()
-    demo = build_app(settings)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                quiet=True, **launch_kwargs(settings))
-    print(f"{READY}{demo.local_url}", flush=True)
-    demo.block_thread()
-
-
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    from tests.app.studio_server import serve_in_child
+
+    serve_in_child(int(sys.argv[1]), READY, review=True)

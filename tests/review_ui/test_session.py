@@ -215,6 +215,7 @@ def test_hugging_face_logins_map_to_viewers_only_when_oauth_is_on(ctx, monkeypat
     for var in ("SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID"):
         monkeypatch.delenv(var, raising=False)
     assert not auth.oauth_available()
+
     monkeypatch.setenv("SYSTEM", "spaces")
     monkeypatch.setenv("SPACE_ID", "someone/depthweb")
     assert not auth.oauth_available()
@@ -223,6 +224,28 @@ def test_hugging_face_logins_map_to_viewers_only_when_oauth_is_on(ctx, monkeypat
     assert not auth.oauth_available()  # no authlib: password login instead
     monkeypatch.setattr(auth, "_has_authlib", lambda: True)
     assert auth.oauth_available()
+
+
+def test_listed_admins_and_the_default_role_apply_to_hugging_face_logins(ctx):
+    import gradio as gr
+
+    def profile(name: str) -> gr.OAuthProfile:
+        return gr.OAuthProfile({"name": name, "preferred_username": name, "profile": "",
+                                "picture": ""})
+
+    with ctx.session() as s:  # signed in once before being listed: a viewer
+        create_user(session=s, actor=SYSTEM, name="carol@hf", password=PASSWORD,
+                    role="viewer", hasher=FAST)
+    ctx.settings = ctx.settings.model_copy(update={"admins": " dave, carol ,",
+                                                   "oauth_default_role": "reviewer"})
+    app = auth.ReviewApp(ctx, oauth=True)
+    assert app.settings.admin_names == {"dave", "carol"}
+    names = [app.username(None, profile(n)) for n in ("dave", "erin", "carol", "Dave")]
+    assert names == ["dave@hf", "erin@hf", "carol@hf", "Dave@hf"]
+    with ctx.session(readonly=True) as s:
+        roles = {n: get_user(s, n).role for n in names}
+    assert roles == {"dave@hf": "admin", "erin@hf": "reviewer", "carol@hf": "admin",
+                     "Dave@hf": "reviewer"}  # names are matched exactly
 
 
 def test_user_text_is_inert_in_markdown():
@@ -234,7 +257,7 @@ def test_user_text_is_inert_in_markdown():
 @pytest.mark.parametrize("on_space", [False, True])
 def test_the_app_uses_password_login_or_hugging_face_oauth_on_spaces(tmp_path, monkeypatch,
                                                                       on_space):
-    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.ui.app import build_review, review_mount_kwargs, studio_mount_kwargs
 
     for var in ("SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID"):
         monkeypatch.delenv(var, raising=False)
@@ -254,23 +277,26 @@ def test_the_app_uses_password_login_or_hugging_face_oauth_on_spaces(tmp_path, m
                     hasher=FAST)
     auth.clear_review_cache()
     try:
-        demo = build_app(settings)
-        kwargs = launch_kwargs(settings)
+        demo = build_review(settings)
+        kwargs = review_mount_kwargs(settings)
         apis = {d.api_name for d in demo.fns.values()}
         assert {"review_next", "review_save_mask", "admin_export"} <= apis
+        assert not apis & {"predict", "compare", "stereo"}  # the Studio is its own app
         assert demo.expects_oauth is on_space  # the HF button exists only on a Space
-        assert ("auth" in kwargs) is (not on_space)  # on a Space the Studio stays public
+        assert ("auth" in kwargs) is (not on_space)  # on a Space: Hugging Face sign-in
+        assert "auth" not in studio_mount_kwargs(settings)  # the Studio is always public
     finally:
         auth.clear_review_cache()
 
 
 def test_without_users_the_studio_is_unchanged(tmp_path):
-    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.ui.app import build_review, build_studio, studio_mount_kwargs
 
     auth.clear_review_cache()
     settings = settings_for(tmp_path)
-    demo = build_app(settings)
+    demo = build_studio(settings)
     apis = {d.api_name for d in demo.fns.values()}
     assert "predict" in apis and not any(str(a).startswith(("review_", "admin_"))
                                          for a in apis)
-    assert "auth" not in launch_kwargs(settings)
+    assert "auth" not in studio_mount_kwargs(settings)
+    assert build_review(settings) is None  # no users, auto: no review platform

@@ -1,9 +1,11 @@
-"""The role table of every named endpoint of the review app, and plausible arguments for each.
+"""The role table of every named endpoint of both mounted apps, and plausible arguments for each.
 
-``ROLES`` classifies each endpoint: ``public-read`` (any logged-in active user; reads, or a
-Studio computation that writes only to the per-request output folder), ``reviewer`` (reviewers
-and admins), ``admin`` (admins only). A test fails when the app has an endpoint this table
-does not classify, so a new endpoint must be added here (and given a server-side check).
+``STUDIO`` lists the public Studio's endpoints (at ``/``: anyone, no login; computation only,
+results in per-request output folders). ``ROLES`` classifies each endpoint of the review
+platform (at ``/review``, behind its login): ``public-read`` (any logged-in active user;
+reads), ``reviewer`` (reviewers and admins), ``admin`` (admins only). A test fails when either
+app has an endpoint these tables do not classify, so a new endpoint must be added here (and
+given a server-side check).
 
 ``arguments(name, case)`` builds arguments that would succeed for a user with the right role,
 so a refusal can only come from the role check.
@@ -19,9 +21,10 @@ from PIL import Image
 
 PUBLIC, REVIEWER, ADMIN = "public-read", "reviewer", "admin"
 
+STUDIO = frozenset({"/predict", "/compare", "/stereo"})
+"""The public Studio's endpoints (anonymous callers welcome)."""
+
 ROLES: dict[str, str] = {
-    # Studio: computation only, results in per-request output folders.
-    "/predict": PUBLIC, "/compare": PUBLIC, "/stereo": PUBLIC,
     # Review tab.
     "/review_open": PUBLIC,
     "/review_next": REVIEWER, "/review_approve": REVIEWER, "/review_reject": REVIEWER,

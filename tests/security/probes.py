@@ -15,10 +15,11 @@ ENCODED_UPS = ("%2e%2e%2f", "%2E%2E%2F", "..%2f", "%2e%2e/", "%252e%252e%252f", 
 
 
 def raw_get(base_url: str, target: str, cookie: str = "") -> tuple[int, bytes]:
-    """``GET target`` (sent verbatim) -> (status, body); 599 when no answer came."""
+    """``GET target`` (sent verbatim under ``base_url``'s path, e.g. ``/review``) ->
+    (status, body); 599 when no answer came."""
     u = urlsplit(base_url)
-    lines = [f"GET {target} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Connection: close",
-             "Accept-Encoding: identity"]
+    lines = [f"GET {u.path.rstrip('/')}{target} HTTP/1.1", f"Host: {u.hostname}:{u.port}",
+             "Connection: close", "Accept-Encoding: identity"]
     if cookie:
         lines.append(f"Cookie: {cookie}")
     with socket.create_connection((u.hostname, u.port), timeout=15) as s:

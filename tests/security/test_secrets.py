@@ -110,7 +110,7 @@ def test_the_app_never_shows_a_database_password(tmp_path, caplog, url, shown):
 
     from depthweb.config import Settings
     from depthweb.errors import DepthwebError
-    from depthweb.ui.app import build_app
+    from depthweb.ui.app import build_review
     from depthweb.ui.auth import clear_review_cache
 
     caplog.set_level(logging.DEBUG)
@@ -118,10 +118,10 @@ def test_the_app_never_shows_a_database_password(tmp_path, caplog, url, shown):
     base = dict(data_dir=tmp_path / "data", output_dir=tmp_path / "out", database_url=url)
     try:
         with pytest.raises(DepthwebError) as err:
-            build_app(Settings(**base, review="on"))  # refuses to start, in one sentence
+            build_review(Settings(**base, review="on"))  # refuses to start, in one sentence
         assert shown in str(err.value) and PG_SECRET not in str(err.value)
         assert PG_SECRET not in repr(err.value.__cause__) + repr(err.value.__context__)
-        build_app(Settings(**base, review="auto"))  # the Studio starts without review
+        assert build_review(Settings(**base, review="auto")) is None  # Studio only
         assert "review tabs off" in caplog.text and PG_SECRET not in caplog.text
     finally:
         clear_review_cache()

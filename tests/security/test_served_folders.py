@@ -56,7 +56,7 @@ def test_the_default_settings_keep_private_files_out_of_every_served_folder(monk
 @pytest.mark.parametrize("layout", ["data-in-output", "output-in-data", "temp-is-data",
                                     "db-in-output", "code-in-output"])
 def test_a_layout_that_would_serve_private_files_is_refused(tmp_path, monkeypatch, layout):
-    from depthweb.ui.app import launch_kwargs
+    from depthweb.ui.app import review_mount_kwargs, studio_mount_kwargs
 
     data, out = tmp_path / "data", tmp_path / "out"
     kwargs = {"data-in-output": dict(output_dir=tmp_path),
@@ -67,8 +67,9 @@ def test_a_layout_that_would_serve_private_files_is_refused(tmp_path, monkeypatc
     if layout == "temp-is-data":
         monkeypatch.setenv("GRADIO_TEMP_DIR", str(data / "gradio"))
     settings = Settings(**{"data_dir": data, "output_dir": out, "review": "off", **kwargs})
-    with pytest.raises(DepthwebError, match="could serve private files"):
-        launch_kwargs(settings)
+    for mount_kwargs in (studio_mount_kwargs, review_mount_kwargs):
+        with pytest.raises(DepthwebError, match="could serve private files"):
+            mount_kwargs(settings)
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     assert served_paths(Settings(data_dir=data, output_dir=out))["allowed_paths"] == [str(out)]
 
@@ -121,7 +122,7 @@ def test_review_pictures_leave_the_gradio_temp_dir_on_the_output_schedule(
 ):
     from gradio.route_utils import delete_files_created_by_app
 
-    from depthweb.ui.app import build_app, launch_kwargs
+    from depthweb.server import start_in_thread
     from depthweb.ui.auth import clear_review_cache
     from tests.app.studio_server import free_port
     from tests.review_ui.server import PASSWORD
@@ -130,12 +131,11 @@ def test_review_pictures_leave_the_gradio_temp_dir_on_the_output_schedule(
     settings = sec_server.settings().model_copy(
         update={"output_dir": tmp_path / "out", "output_max_age_min": 1.0})
     clear_review_cache()
-    demo = build_app(settings)
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                quiet=True, **launch_kwargs(settings))
+    running = start_in_thread(settings, port=free_port(), timeout_s=300)
+    demo = running.assembly.review
     try:
         assert demo.delete_cache == (60, 60)  # every minute, files older than a minute
-        with httpx.Client(base_url=demo.local_url, timeout=60) as c:
+        with httpx.Client(base_url=running.review_url, timeout=60) as c:
             assert c.post("/login", data={"username": "rev", "password": PASSWORD}).is_success
             page = _call(c, "review_open", [1, None])
             files = [v for v in page if isinstance(v, dict) and v.get("url")]
@@ -148,5 +148,5 @@ def test_review_pictures_leave_the_gradio_temp_dir_on_the_output_schedule(
             assert [p for p in pictures if p.exists()] == []
             assert all(c.get(u).status_code in (403, 404) for u in urls)
     finally:
-        demo.close()
+        running.close()
         clear_review_cache()

@@ -21,9 +21,9 @@ PASSWORD = "correct horse battery"
 def train_app(tmp_path_factory):
     """The app on a fresh SQLite file with users boss (admin) and rev (reviewer) and one
     export, served in this process; yields (url, settings)."""
+    from depthweb.server import start_in_thread
     from depthweb.services.review import ReviewContext
     from depthweb.store import SYSTEM, create_user, upgrade
-    from depthweb.ui.app import build_app, launch_kwargs
     from depthweb.ui.auth import clear_review_cache
     from tests.app.studio_server import free_port
 
@@ -40,13 +40,11 @@ def train_app(tmp_path_factory):
     export = tiny_export(root / "export", teacher_weights=str(teacher))
     shutil.copytree(export, settings.data_dir / "exports" / "rooms")
     write_eval_folder(settings.data_dir / "eval" / "nyu", n=2)
-    demo = build_app(settings)
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                quiet=True, **launch_kwargs(settings))
+    running = start_in_thread(settings, port=free_port(), timeout_s=300)
     try:
-        yield demo.local_url, settings
+        yield running.review_url, settings
     finally:
-        demo.close()
+        running.close()
         clear_review_cache()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
+from depthweb.services import model_queue
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.exporter import ExportReport, export_dataset
 from depthweb.services.review.importer import ImportReport, import_images
@@ -213,9 +214,11 @@ def run_pseudo_label(ctx: ReviewContext, username: str | None, dataset: str, mod
     user = _admin(ctx, username)
     if not dataset or not model:
         raise InputError("Pick a dataset and a teacher model first.")
-    return pseudo_label(ctx, dataset, model, user=user, weights=weights or None,
-                        batch_size=int(batch_size), uncertainty=uncertainty or "flip",
-                        limit=int(limit) if limit else None, progress=progress)
+    limit = int(limit) if limit else None
+    model_queue.check_pseudo_label_fits(limit)
+    return model_queue.run("pseudo-labelling", pseudo_label, ctx, dataset, model, user=user,
+                           weights=weights or None, batch_size=int(batch_size),
+                           uncertainty=uncertainty or "flip", limit=limit, progress=progress)
 
 
 def run_export(ctx: ReviewContext, username: str | None, dataset: str, name: str,

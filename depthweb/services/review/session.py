@@ -41,7 +41,15 @@ from depthweb.services.review.page import (
     page_data,
     render,
 )
-from depthweb.store import SYSTEM, Role, StaleRevisionError, create_user, get_user, require_role
+from depthweb.store import (
+    SYSTEM,
+    Role,
+    StaleRevisionError,
+    create_user,
+    get_user,
+    require_role,
+    update_user,
+)
 from depthweb.store.auth import NAME_RE
 from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Action, User
@@ -113,16 +121,24 @@ def oauth_user_name(hf_username: str) -> str:
     return name
 
 
-def ensure_oauth_user(ctx: ReviewContext, hf_username: str) -> str:
-    """The local user of a Hugging Face login, created with the viewer role the first time
-    (an admin can promote it); its password is a random secret nobody knows."""
+def ensure_oauth_user(ctx: ReviewContext, hf_username: str, role: str | Role = Role.VIEWER,
+                      admin: bool = False) -> str:
+    """The local user of a Hugging Face login, created the first time with ``role`` (or admin
+    when ``admin``: the name is in ``DEPTHWEB_ADMINS``); its password is a random secret
+    nobody knows. A listed admin whose account exists with a lower role is promoted (the
+    setting is the operator's word); nobody is ever demoted here."""
     name = oauth_user_name(hf_username)
+    wanted = Role.ADMIN if admin else Role(role)
     try:
         with ctx.session() as s:
-            if get_user(s, name) is None:
+            user = get_user(s, name)
+            if user is None:
                 create_user(session=s, actor=SYSTEM, name=name,
-                            password=secrets.token_urlsafe(32), role=Role.VIEWER)
-                log.info("created viewer %s for a Hugging Face login", name)
+                            password=secrets.token_urlsafe(32), role=wanted)
+                log.info("created %s %s for a Hugging Face login", wanted.value, name)
+            elif admin and user.role != Role.ADMIN and user.active:
+                update_user(session=s, actor=SYSTEM, name=name, role=Role.ADMIN)
+                log.info("promoted %s to admin (DEPTHWEB_ADMINS)", name)
     except IntegrityError:  # created by a concurrent request
         log.debug("user %s was created concurrently", name)
     return name
