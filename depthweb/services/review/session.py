@@ -106,6 +106,14 @@ def load_user(session: Session, username: str | None) -> User | None:
     return get_user(session, username)
 
 
+def count_active_users(ctx: ReviewContext) -> int:
+    """How many active users the database holds (the review feature turns on with one)."""
+    from sqlalchemy import func, select
+
+    with ctx.session(readonly=True) as s:
+        return int(s.scalar(select(func.count(User.id)).where(User.active)) or 0)
+
+
 def user_role(ctx: ReviewContext, username: str | None) -> str | None:
     """The role of an active user, or None (unknown, disabled, not logged in)."""
     with ctx.session(readonly=True) as s:
