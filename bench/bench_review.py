@@ -113,7 +113,7 @@ def run(n_tasks: int, repeat: int) -> list[tuple[str, float, float]]:
 
             def anchors():
                 out = c.predict(state["task"], state["version"],
-                                [[100, 100, 2.0], [2900, 2100, 5.0]], None,
+                                [[100, 100, 5.0], [2900, 2100, 2.0]], None,
                                 api_name="/review_save_anchors")
                 state["version"] = out[1]
 
