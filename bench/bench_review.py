@@ -112,8 +112,9 @@ def run(n_tasks: int, repeat: int) -> list[tuple[str, float, float]]:
                 state["version"] = out[1]
 
             def anchors():
-                out = c.predict(state["task"], state["version"],
-                                [[100, 100, 5.0], [2900, 2100, 2.0]], None,
+                table = {"headers": ["x (px)", "y (px)", "true depth (m)"],
+                         "data": [[100, 100, 5.0], [2900, 2100, 2.0]]}
+                out = c.predict(state["task"], state["version"], table, None,
                                 api_name="/review_save_anchors")
                 state["version"] = out[1]
 
