@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def _ok(report: dict, problems: list[str]) -> bool:
 
 def _machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_average": [round(x, 2) for x in load] if load else None}
 

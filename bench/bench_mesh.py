@@ -331,7 +331,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--sizes", nargs="+", default=["256x192", "512x384", "1024x768"])
     args = ap.parse_args()
-    print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}\n")
     print(SIZE_HEADER)
     for size in args.sizes:

@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,8 +54,10 @@ BENCHMARKS = {  # key -> module; the order of the table and the docs
     "stereo": "bench.bench_stereo",
     "store": "bench.bench_store",
     "app_start": "bench.bench_app_start",
+    "first_picture": "bench.bench_first_picture",
     "load": "bench.bench_load",
     "gpu": "bench.bench_gpu",
+    "video": "bench.bench_video",
 }
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results.json"
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     keys = args.only or list(BENCHMARKS)
     argv_used = sys.argv[1:] if argv is None else argv
-    run = report.RunInfo(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    run = report.RunInfo(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                          " ".join(["python -m bench", *map(shlex.quote, argv_used)]))
     load_before, t0 = load_average(), time.perf_counter()
     sections = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +71,7 @@ def render(results: list[Result], command: str, pg_version: str, fs: str) -> str
         "# Store benchmark: review save latency",
         "",
         f"- command: `{command}`",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         f"- database files and PostgreSQL data directory: {fs}",
         f"- software: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "

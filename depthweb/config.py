@@ -9,10 +9,16 @@
 - ``DEPTHWEB_OUTPUT_DIR`` (``<tmp>/depthweb-outputs``): temporary web outputs.
 - ``DEPTHWEB_OUTPUT_MAX_AGE_MIN`` (``30``): web outputs older than this are deleted.
 - ``DEPTHWEB_DEVICE`` (``auto``): ``auto``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+- ``DEPTHWEB_ONNX_RUNTIME`` (``auto``): engine of the ONNX backends (Metric3D, UniDepth):
+  ``onnxruntime``, ``torch`` (the graph converted with onnx2torch) or ``auto`` (ONNX Runtime on
+  the CPU or with its CUDA provider, the torch conversion on other CUDA machines such as ZeroGPU).
 - ``DEPTHWEB_MAX_PIXELS`` (``50000000``): larger images are refused (decompression bombs).
 - ``DEPTHWEB_MAX_UPLOAD_MB`` (``50``): web upload size limit.
 - ``DEPTHWEB_DEFAULT_FOV_DEG`` (``60``): horizontal FOV assumed when nothing better is known.
 - ``DEPTHWEB_DEFAULT_MODEL`` (``depth-anything-v2-small``): model preselected in the app.
+- ``DEPTHWEB_STEREO_MAX_COST`` (``1000000000``): a stereo request whose pixels x disparities
+  (after rectification, where the pair is rectified first) exceed this is refused before
+  matching (SGBM costs a few ns per pixel-disparity and holds the model queue). ``0``: no limit.
 - ``DEPTHWEB_REVIEW`` (``auto``): Review tabs and login: ``on``, ``off`` or ``auto`` (on when
   users exist).
 - ``DEPTHWEB_QUEUE_MAX_SIZE`` (``100``): at most this many requests wait in the app's queue;
@@ -22,6 +28,14 @@
   when they sign in with Hugging Face (Space mode); the first admins of a Space.
 - ``DEPTHWEB_OAUTH_DEFAULT_ROLE`` (``viewer``): the role of every other Hugging Face account
   the first time it signs in (``viewer`` or ``reviewer``).
+- ``DEPTHWEB_VIDEO_MAX_FRAMES`` (``240``): a video is refused when more frames than this would
+  be processed (after ``stride`` and ``max_frames``); keeps one clip from holding the queue.
+- ``DEPTHWEB_VIDEO_MAX_SIDE`` (``512``): frames are downscaled so their longer side is at most
+  this many pixels before the model sees them (a smaller ``max_side`` may be asked for).
+- ``DEPTHWEB_VIDEO_MAX_SOURCE_SIDE`` (``4096``): videos whose frames are larger are refused.
+- ``DEPTHWEB_VIDEO_MAX_SECONDS`` (``120``): longer clips are refused before decoding.
+- ``DEPTHWEB_VIDEO_GPU_S_PER_FRAME`` (``0.5``): on ZeroGPU each video call asks ``spaces.GPU``
+  for ``20 + frames x this`` seconds.
 
 ``HF_HUB_OFFLINE=1`` is honoured: nothing is downloaded, only cached or local weights are used.
 """
@@ -75,15 +89,22 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(tempfile.gettempdir()) / "depthweb-outputs"
     )
     device: str = "auto"
+    onnx_runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
     max_pixels: int = 50_000_000
     max_upload_mb: int = 50
     output_max_age_min: float = 30.0
     default_fov_deg: float = 60.0
     default_model: str = "depth-anything-v2-small"
+    stereo_max_cost: float = Field(default=1e9, ge=0)
     review: str = "auto"
     queue_max_size: int = Field(default=100, ge=0)
     admins: str = ""
     oauth_default_role: Literal["viewer", "reviewer"] = "viewer"
+    video_max_frames: int = Field(default=240, ge=1)
+    video_max_side: int = Field(default=512, ge=32)
+    video_max_source_side: int = Field(default=4096, ge=32)
+    video_max_seconds: float = Field(default=120.0, gt=0)
+    video_gpu_s_per_frame: float = Field(default=0.5, gt=0)
 
     @property
     def admin_names(self) -> frozenset[str]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
 import numpy as np
+
+from depthweb.compat import StrEnum
 
 
 class DepthKind(StrEnum):

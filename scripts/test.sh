@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Install everything the tests need on a fresh Debian machine, then run the whole suite.
-# Usage: bash scripts/test.sh [extra pytest args]
+# The README's test command, run by CI (.ci/run) on a clean clone. On every run it:
+#  1. apt-installs Debian's chromium and postgresql when they are missing;
+#  2. builds a FRESH virtual environment (.venv-test/) from requirements-dev.txt + the package,
+#     so a package missing from the requirement files fails here, not on a user's machine
+#     (pip's cache and its config, e.g. find-links for the torch wheel, are shared as usual);
+#  3. checks statically that the code runs on the Space's Python 3.10 (scripts/check_py310.py);
+#  4. starts the app once from an environment built from requirements.txt alone, in simulated
+#     Space mode with OAuth configured, and checks that it serves (scripts/space_check.sh);
+#  5. runs pytest in the fresh environment (exit 5, "no tests collected", fails the run).
+# Usage: bash scripts/test.sh [pytest args]      e.g. bash scripts/test.sh tests/test_imaging.py
+# DEPTHWEB_SKIP_SPACE_CHECK=1 skips step 4 (quick local runs only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -13,8 +24,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-python -m pip install -q -r requirements-dev.txt -e .
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+start=$SECONDS
+VENV=$(fresh_venv "$ROOT/.venv-test")
+"$VENV/bin/python" -m pip install -q --no-compile -r requirements-dev.txt -e .
+install_onnx2torch "$VENV"
+echo "test.sh: fresh test environment installed in $((SECONDS - start)) s"
+
+"$VENV/bin/python" scripts/check_py310.py
+
+if [ "${DEPTHWEB_SKIP_SPACE_CHECK:-0}" != 1 ]; then
+  bash scripts/space_check.sh
+fi
 
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 # pytest exits 5 when it collected no test: set -e turns that into a failure, never a pass.
-python -m pytest "$@"
+"$VENV/bin/python" -m pytest "$@"

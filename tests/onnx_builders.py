@@ -13,7 +13,11 @@ Each network is a closed-form function of its input so tests can predict every o
   fixed H, W, dynamic batch [+ ``K`` (B, 3, 3)] -> ``out_K`` (B, 3, 3), ``depth``, ``depth_ssi``,
   ``confidence`` (B, 1, H, W). Depth ``(2 + 0.5 n_R) * s`` with ``s = K[0,0] / 500`` when the
   export takes a camera (else 1); ``out_K`` is the given K, else ``[[f, 0, W/2], [0, f, H/2]]``;
-  confidence ``sigmoid(n_G)``.
+  confidence ``sigmoid(n_G)``. The current export (``export="current"``): ``rgbs`` [+ ``rays``
+  (B, 3, H, W) unit rays] -> ``pts_3d`` (B, 3, H, W) = ``(0.1 z, -0.1 z, z)`` with the same depth
+  ``z`` (``s`` from the focal the rays encode: ``1 / (x/z at column 1 - x/z at column 0)``),
+  ``confidence`` (B, 1, H, W), ``intrinsics`` (B, 3, 3) (``[[f, 0, W/2], [0, f, H/2]]``, ``f``
+  from the rays when given); default input 462x630.
 """
 
 from __future__ import annotations
@@ -106,6 +110,30 @@ class TinyUniDepth(nn.Module):
         return out_k, depth, r.clone(), torch.sigmoid(g)
 
 
+class TinyUniDepthCurrent(nn.Module):
+    """The current official export's I/O: ``rgbs`` [+ ``rays``] -> pts_3d, confidence, K."""
+
+    def __init__(self, focal_px: float, with_rays: bool) -> None:
+        super().__init__()
+        self.focal_px = focal_px
+        self.with_rays = with_rays
+
+    def forward(self, x: torch.Tensor, rays: torch.Tensor | None = None):
+        h, w = x.shape[-2:]
+        r, g = x[:, 0:1], x[:, 1:2]
+        if self.with_rays:
+            x_over_z = rays[:, 0] / rays[:, 2]
+            f = 1.0 / (x_over_z[:, 0, 1] - x_over_z[:, 0, 0])  # (B,)
+        else:
+            f = torch.full_like(r[:, 0, 0, 0], self.focal_px)
+        scale = (f / UNIDEPTH_REF_FOCAL).view(-1, 1, 1, 1) if self.with_rays else 1.0
+        z = (2.0 + 0.5 * r) * scale
+        k = torch.zeros(x.shape[0], 3, 3) + 0.0 * f.view(-1, 1, 1)
+        k[:, 0, 0], k[:, 1, 1] = f, f
+        k[:, 0, 2], k[:, 1, 2], k[:, 2, 2] = w / 2.0, h / 2.0, 1.0
+        return torch.cat([0.1 * z, -0.1 * z, z], dim=1), torch.sigmoid(g), k
+
+
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
             dynamic_axes: dict | None) -> Path:
     path = Path(path)
@@ -141,10 +169,17 @@ def export_tiny_metric3d(path: Path, version: int = 2, with_normals: bool = True
     return _export(TinyMetric3D(with_normals), (image,), path, names_in, names_out, axes)
 
 
-def export_tiny_unidepth(path: Path, shape: tuple[int, int] = (462, 616), focal_px: float = 400.0,
-                         with_camera: bool = False, rename: dict[str, str] | None = None) -> Path:
-    """Write a tiny UniDepth V2 ONNX with the official export's I/O (fixed H, W; dynamic batch)."""
+def export_tiny_unidepth(path: Path, shape: tuple[int, int] | None = None,
+                         focal_px: float = 400.0, with_camera: bool = False,
+                         rename: dict[str, str] | None = None, export: str = "2024") -> Path:
+    """Write a tiny UniDepth V2 ONNX with the official export's I/O (fixed H, W; dynamic batch):
+    ``export="2024"`` (``image`` [+ ``K``], default 462x616) or ``"current"`` (``rgbs``
+    [+ ``rays``], default 462x630)."""
+    if export == "current":
+        return _export_current_unidepth(path, shape or (462, 630), focal_px, with_camera,
+                                        rename or {})
     rename = rename or {}
+    shape = shape or (462, 616)
     args: tuple = (torch.randn(1, 3, *shape),)
     axes = {"image": {0: "batch"}}
     if with_camera:
@@ -156,6 +191,18 @@ def export_tiny_unidepth(path: Path, shape: tuple[int, int] = (462, 616), focal_
     names_in = [rename.get(n, n) for n in (["image", "K"] if with_camera else ["image"])]
     names_out = [rename.get(n, n) for n in ("out_K", "depth", "depth_ssi", "confidence")]
     return _export(TinyUniDepth(focal_px, with_camera), args, path, names_in, names_out, axes)
+
+
+def _export_current_unidepth(path: Path, shape: tuple[int, int], focal_px: float,
+                             with_rays: bool, rename: dict[str, str]) -> Path:
+    names_in = ["rgbs", "rays"] if with_rays else ["rgbs"]
+    names_out = ["pts_3d", "confidence", "intrinsics"]
+    args: tuple = tuple(torch.rand(1, 3, *shape) + 0.1 for _ in names_in)
+    axes = {n: {0: "batch"} for n in names_in + names_out}
+    axes = {rename.get(k, k): v for k, v in axes.items()}
+    return _export(TinyUniDepthCurrent(focal_px, with_rays), args, path,
+                   [rename.get(n, n) for n in names_in], [rename.get(n, n) for n in names_out],
+                   axes)
 
 
 def expected_alpha(kappa: np.ndarray) -> np.ndarray:

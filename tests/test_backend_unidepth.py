@@ -234,3 +234,102 @@ def test_package_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "unidepth.models", None)
     with pytest.raises(ModelUnavailableError, match="pip install"):
         UniDepthBackend.load(get_spec(NAME), package_weights(), "cpu")
+
+
+# --- the current official export: rgbs [+ rays] -> pts_3d, confidence, intrinsics ---------------
+CURRENT = (462, 630)
+
+
+def current_geometry(h: int, w: int):
+    s = min(CURRENT[0] / h, CURRENT[1] / w)
+    nh, nw = int(h * s), int(w * s)
+    return nw / w, nh / h, (CURRENT[1] - nw) // 2, (CURRENT[0] - nh) // 2
+
+
+@pytest.fixture(scope="module")
+def current(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unidepth-current")
+    export_tiny_unidepth(root / "unidepthv2.onnx", focal_px=400.0, export="current")
+    return root
+
+
+@pytest.fixture(scope="module")
+def current_rays(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unidepth-current-rays")
+    export_tiny_unidepth(root / "unidepthv2.onnx", with_camera=True, export="current")
+    return root
+
+
+@pytest.mark.parametrize(("h", "w"), SIZES)
+def test_current_export_depth_is_the_z_of_pts_3d_with_predicted_camera(current, h, w):
+    backend = load_backend(NAME, weights=current)
+    assert backend.canvas_hw == CURRENT and not backend.takes_camera
+    res = backend.infer_image(quadrants(h, w))
+    assert res.depth.shape == (h, w) and res.kind is DepthKind.METRIC_DEPTH
+    np.testing.assert_allclose(corners(res.depth), unidepth_depth(COLOURS), rtol=1e-5)
+    np.testing.assert_allclose(corners(res.confidence), unidepth_confidence(COLOURS), atol=1e-5)
+    sx, sy, left, top = current_geometry(h, w)
+    k = res.intrinsics
+    assert k.source is IntrinsicsSource.PREDICTED and res.notes == []
+    assert (k.fx, k.fy) == pytest.approx((400.0 / sx, 400.0 / sy), rel=1e-6)
+    assert (k.cx, k.cy) == pytest.approx(((315.0 - left) / sx, (231.0 - top) / sy), rel=1e-6)
+
+
+@pytest.mark.parametrize(("h", "w"), SIZES)
+def test_current_export_with_rays_gets_the_known_camera_as_rays(current_rays, h, w):
+    backend = load_backend(NAME, weights=current_rays)
+    assert backend.takes_camera
+    k = Intrinsics(700.0, 690.0, w / 2 + 3, h / 2 - 5, IntrinsicsSource.USER)
+    res = backend.infer_image(quadrants(h, w), k)
+    sx, _, _, _ = current_geometry(h, w)
+    # the tiny graph reads the focal back from the rays: 1 / (x/z step between two columns)
+    np.testing.assert_allclose(corners(res.depth), unidepth_depth(COLOURS, 700.0 * sx), rtol=1e-3)
+    assert res.intrinsics == k and res.notes == []
+
+
+def test_unit_rays_go_through_pixel_centres():
+    from depthweb.models.unidepth import unit_rays
+
+    k = np.array([[50.0, 0, 7.0], [0, 40.0, 3.0], [0, 0, 1]])
+    rays = unit_rays(k, (6, 10))
+    assert rays.shape == (3, 6, 10) and rays.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rays, axis=0), 1.0, rtol=1e-6)
+    v, u = 4, 9
+    direction = np.array([(u + 0.5 - 7.0) / 50.0, (v + 0.5 - 3.0) / 40.0, 1.0])
+    np.testing.assert_allclose(rays[:, v, u], direction / np.linalg.norm(direction), rtol=1e-6)
+
+
+def test_current_export_missing_output_fails_with_one_sentence(tmp_path):
+    export_tiny_unidepth(tmp_path / "model.onnx", export="current", rename={"pts_3d": "points"})
+    with pytest.raises(DepthwebError) as err:
+        load_backend(NAME, weights=tmp_path)
+    msg = str(err.value)
+    assert "output 'pts_3d'" in msg and "current export" in msg
+    assert msg.endswith(".") and "\n" not in msg
+
+
+def test_depthweb_predict_runs_the_current_export(current, tmp_path):
+    """`depthweb predict` on a generated photo: metric depth, predicted camera, confidence."""
+    import json
+    import os
+    import subprocess
+
+    import cv2
+
+    photo = tmp_path / "quadrants.png"
+    cv2.imwrite(str(photo), quadrants(240, 320)[..., ::-1])
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "depthweb", "predict", str(photo), "-m", NAME,
+                           "--weights", str(current), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "quadrants.json").read_text())
+    assert meta["kind"] == "metric_depth" and meta["intrinsics"]["source"] == "predicted"
+    assert meta["has_confidence"] is True
+    sx, _, _, _ = current_geometry(240, 320)
+    assert meta["intrinsics"]["fx"] == pytest.approx(400.0 / sx, rel=1e-5)
+    depth = np.load(out / "quadrants.npy")
+    np.testing.assert_allclose(corners(depth), unidepth_depth(COLOURS), rtol=1e-5)
+    confidence = np.load(out / "quadrants_confidence.npy")
+    assert confidence.shape == (240, 320) and confidence.dtype == np.float32
+    np.testing.assert_allclose(corners(confidence), unidepth_confidence(COLOURS), atol=1e-5)

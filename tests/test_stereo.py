@@ -143,7 +143,7 @@ def test_stereo_depth_result_and_nan_stays_nan():
     assert r.kind is DepthKind.METRIC_DEPTH and r.model == "stereo-sgbm"
     assert r.intrinsics.source is IntrinsicsSource.CALIB
     assert (r.intrinsics.fx, r.intrinsics.cx, r.intrinsics.cy) == (500.0, 80.0, 48.0)
-    assert set(r.timings_ms) == {"disparity", "depth"}
+    assert set(r.timings_ms) == {"disparity", "depth", "rectified_check"}
     np.testing.assert_array_equal(np.isnan(out.disparity), np.isnan(r.depth))
     np.testing.assert_allclose(r.depth[r.valid_mask], 50.0 / (out.disparity[r.valid_mask] + 2),
                                rtol=1e-5)

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine.register(sub)
-    for name in ("review", "train"):
+    for name in ("review", "train", "video"):
         try:
             module = __import__(f"depthweb.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

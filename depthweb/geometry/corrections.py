@@ -198,7 +198,9 @@ def refit_anchors(
     if rules_version < 2:
         depth = anchors_v1(label.depth, label.kind, list(anchors))
     else:
-        depth = align_to_anchors(label.depth, label.kind, list(anchors)).depth.astype(np.float32)
+        judged = np.isfinite(label.depth) & ~label.far & ~label.ignore  # not judged: far/ignored
+        depth = align_to_anchors(label.depth, label.kind, list(anchors),
+                                 valid=judged).depth.astype(np.float32)
     if rules_version >= 2 and usable.any():
         with np.errstate(invalid="ignore"):
             lost = usable & ~(np.isfinite(depth) & (depth > 0))

@@ -342,6 +342,8 @@ def mesh_to_plotly(
     title: str = "",
     unit: str = "m",
     note: str | None = None,
+    scene: dict | None = None,
+    height: int | None = None,
 ) -> go.Figure:
     """A plotly figure with one ``Mesh3d`` coloured per vertex, seen from the camera.
 
@@ -349,7 +351,8 @@ def mesh_to_plotly(
     and unmirrored; the axes keep the camera frame (x right, y down, z forward) and are
     labelled with ``unit`` ("m", or "relative" for shape-only meshes). Arrays go out as
     compact typed arrays: float32 positions, uint16/uint32 indices, uint8 colours.
-    ``note`` (e.g. "shape only, unknown scale") is shown under the title.
+    ``note`` (e.g. "shape only, unknown scale") is shown under the title; ``scene`` entries
+    (``xaxis_range=[..]`` style or nested dicts) and ``height`` override the layout's.
     """
     import plotly.graph_objects as go
 
@@ -371,7 +374,16 @@ def mesh_to_plotly(
         ),
         showscale=False,
     )
-    return go.Figure(data=[trace], layout=_plotly_layout(title, unit, note))
+    layout = _plotly_layout(title, unit, note)
+    for key, value in (scene or {}).items():
+        axis, _, sub = key.partition("_")
+        if sub:
+            layout["scene"][axis][sub] = value
+        else:
+            layout["scene"][key] = value
+    if height:
+        layout["height"] = height
+    return go.Figure(data=[trace], layout=layout)
 
 
 def _plotly_layout(title: str, unit: str, note: str | None) -> dict:

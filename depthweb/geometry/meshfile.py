@@ -128,7 +128,9 @@ def _encode_texture(texture: np.ndarray, fmt: str, quality: int) -> tuple[bytes,
     if max(img.size) > MAX_TEXTURE_SIDE:  # what every WebGL device can sample
         img.thumbnail((MAX_TEXTURE_SIDE, MAX_TEXTURE_SIDE), Image.Resampling.LANCZOS)
     if fmt == "jpeg":
-        img.save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
+        # no optimize=True: Pillow's buffer for optimised 4:4:4 JPEG overflows on noisy photos
+        # ("broken data stream"); optimised Huffman tables saved only a few per cent here
+        img.save(buf, format="JPEG", quality=quality, subsampling=0)
         return buf.getvalue(), "image/jpeg"
     if fmt == "png":
         img.save(buf, format="PNG", optimize=False, compress_level=6)

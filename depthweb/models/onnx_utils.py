@@ -68,8 +68,42 @@ def providers_for(device: str) -> list[Any]:
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         log.warning("device %s requested but this onnxruntime has no CUDAExecutionProvider "
-                    "(install onnxruntime-gpu); running on CPU", device)
+                    "(install onnxruntime-gpu, or onnx2torch for the torch path); running on CPU",
+                    device)
     return ["CPUExecutionProvider"]
+
+
+RUNTIMES = ("auto", "onnxruntime", "torch")
+
+
+def runtime_for(device: str, requested: str | None = None) -> str:
+    """``onnxruntime`` or ``torch``: which engine runs an ONNX backend on ``device``.
+
+    ``requested`` (default: the ``DEPTHWEB_ONNX_RUNTIME`` setting) may force either; ``auto``
+    takes ONNX Runtime on the CPU and where its CUDA provider is installed (``onnxruntime-gpu``
+    on dedicated GPUs), and the onnx2torch-converted graph on CUDA otherwise (ZeroGPU, or any
+    CUDA machine with the CPU ``onnxruntime``).
+    """
+    from depthweb.config import get_settings
+
+    choice = requested or get_settings().onnx_runtime
+    if choice not in RUNTIMES:
+        raise DepthwebError(f"Unknown ONNX runtime '{choice}'; use one of {', '.join(RUNTIMES)}.")
+    if choice != "auto":
+        return choice
+    if not device.startswith("cuda"):
+        return "onnxruntime"
+    import onnxruntime as ort
+
+    from depthweb.models.onnx_torch import onnx2torch_available
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() or not onnx2torch_available():
+        return "onnxruntime"
+    return "torch"
+
+
+def _torch_device(device: str) -> str:
+    return device if device.startswith(("cuda", "cpu", "mps")) else "cpu"
 
 
 @dataclass(frozen=True)
@@ -102,7 +136,14 @@ class OnnxModel:
         self.outputs = {o.name: _info(o) for o in session.get_outputs()}
 
     @classmethod
-    def open(cls, path: Path, device: str) -> OnnxModel:
+    def open(cls, path: Path, device: str, runtime: str | None = None) -> OnnxModel:
+        """Open ``path`` on ``device`` with ONNX Runtime or, per :func:`runtime_for`, as torch."""
+        if runtime_for(device, runtime) == "torch":
+            from depthweb.models.onnx_torch import TorchGraph
+
+            graph = TorchGraph.convert(path, _torch_device(device))
+            log.info("onnx graph %s converted to torch on %s", path, graph.device)
+            return cls(graph, path)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -117,6 +158,11 @@ class OnnxModel:
             ) from exc
         log.info("onnx session for %s on %s", path, session.get_providers()[0])
         return cls(session, path)
+
+    @property
+    def runtime(self) -> str:
+        """Where it runs: ``CPUExecutionProvider``, ``CUDAExecutionProvider`` or ``torch:cuda``."""
+        return str(self.session.get_providers()[0])
 
     def require(self, *, inputs: Iterable[str], outputs: Iterable[str], backend: str,
                 hint: str = "") -> None:

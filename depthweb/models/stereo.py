@@ -195,6 +195,37 @@ def default_num_disparities(width: int, calib: StereoCalib | None = None) -> int
     return int(math.ceil(n / 16.0) * 16)
 
 
+def check_cost(height: int, width: int, num_disparities: int, max_cost: float | None) -> None:
+    """Refuse (one sentence) a match of ``height x width`` pixels over ``num_disparities``
+    disparities whose pixel-disparity count exceeds ``max_cost`` (``None``/0: no limit)."""
+    cost = float(height) * float(width) * float(num_disparities)
+    if max_cost and cost > max_cost:
+        raise InputError(
+            f"This stereo pair needs {num_disparities} disparities at {width}x{height} "
+            f"({cost:.3g} pixel-disparities), over this server's limit of {max_cost:.3g}: "
+            "use smaller images or a calibration with a smaller ndisp."
+        )
+
+
+UNRECTIFIED_PX = 1.0
+"""Median vertical offset of matched features above which a 'rectified' pair is flagged."""
+
+
+def rectification_note(left: np.ndarray, right: np.ndarray) -> str | None:
+    """A note when matched features of a supposedly rectified pair are off their rows by more
+    than :data:`UNRECTIFIED_PX` (median), else ``None`` (also when too few features match)."""
+    from depthweb.models.rectify import vertical_disparity
+
+    if min(left.shape[:2]) < 32:
+        return None
+    found = vertical_disparity(left, right)
+    if found is None or found[0] <= UNRECTIFIED_PX:
+        return None
+    return (f"this pair does not look rectified: {found[1]} matched features are a median "
+            f"{found[0]:.1f} px apart vertically (a rectified pair has 0), so these disparities "
+            "are unreliable; rectify the pair (a calibration file, or rectify from features)")
+
+
 def _check_pair(left: np.ndarray, right: np.ndarray, names: tuple[str, str]) -> None:
     for arr, side, name in zip((left, right), ("left", "right"), names, strict=True):
         if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
@@ -290,20 +321,7 @@ def disparity_to_depth(disparity: np.ndarray, calib: StereoCalib) -> np.ndarray:
     return z.astype(np.float32)
 
 
-def stereo_depth(
-    left: np.ndarray | LoadedImage,
-    right: np.ndarray | LoadedImage,
-    calib: StereoCalib,
-    *,
-    num_disparities: int | None = None,
-    params: SGBMParams | None = None,
-) -> StereoResult:
-    """Metric depth of the left view of a rectified pair (uint8 (H, W, 3) arrays or images)."""
-    names = tuple(x.name if isinstance(x, LoadedImage) else "" for x in (left, right))
-    left_rgb = left.rgb if isinstance(left, LoadedImage) else np.asarray(left)
-    right_rgb = right.rgb if isinstance(right, LoadedImage) else np.asarray(right)
-    _check_pair(left_rgb, right_rgb, names)
-    h, w = left_rgb.shape[:2]
+def _check_calib_fits(calib: StereoCalib, w: int, h: int) -> None:
     if calib.width and calib.height and (calib.width, calib.height) != (w, h):
         raise InputError(
             f"{calib.name} describes {calib.width}x{calib.height} images but the pair is "
@@ -314,24 +332,56 @@ def stereo_depth(
             f"{calib.name} asks for {calib.ndisp} disparities but the pair is only {w} pixels "
             "wide: use the calibration made for this resolution."
         )
+
+
+def stereo_depth(
+    left: np.ndarray | LoadedImage,
+    right: np.ndarray | LoadedImage,
+    calib: StereoCalib,
+    *,
+    num_disparities: int | None = None,
+    params: SGBMParams | None = None,
+    max_cost: float | None = None,
+    check_rows: bool = True,
+) -> StereoResult:
+    """Metric depth of the left view of a rectified pair (uint8 (H, W, 3) arrays or images).
+
+    ``max_cost``: pixel-disparity limit checked before matching (:func:`check_cost`);
+    ``check_rows``: measure whether the pair is really rectified (:func:`rectification_note`).
+    """
+    names = tuple(x.name if isinstance(x, LoadedImage) else "" for x in (left, right))
+    left_rgb = left.rgb if isinstance(left, LoadedImage) else np.asarray(left)
+    right_rgb = right.rgb if isinstance(right, LoadedImage) else np.asarray(right)
+    _check_pair(left_rgb, right_rgb, names)
+    h, w = left_rgb.shape[:2]
+    _check_calib_fits(calib, w, h)
     params = params or SGBMParams()
+    num = num_disparities or default_num_disparities(w, calib)
+    check_cost(h, w, num, max_cost)
     t0 = time.perf_counter()
-    disp = compute_disparity(left_rgb, right_rgb, num_disparities=num_disparities,
+    disp = compute_disparity(left_rgb, right_rgb, num_disparities=num,
                              params=params, calib=calib, names=names)
     t1 = time.perf_counter()
     depth = disparity_to_depth(disp, calib)
     t2 = time.perf_counter()
+    row_note = rectification_note(left_rgb, right_rgb) if check_rows else None
+    t3 = time.perf_counter()
     result = DepthResult(
         depth=depth, kind=DepthKind.METRIC_DEPTH, intrinsics=calib.intrinsics(w, h),
         model=MODEL_NAME, weights=f"opencv {cv2.__version__} StereoSGBM {params.mode}",
         timings_ms={"disparity": (t1 - t0) * 1e3, "depth": (t2 - t1) * 1e3},
         notes=[f"left-right check {params.lr_max_diff:g} px; invalid pixels are NaN, not filled"],
     )
+    if check_rows:
+        result.timings_ms["rectified_check"] = (t3 - t2) * 1e3
+    if row_note:
+        result.notes.append(row_note)
     log.debug("stereo %s: valid %.1f %%", names, 100 * result.valid_fraction)
     return StereoResult(depth=result, disparity=disp)
 
 
 __all__ = [
-    "SGBMParams", "StereoCalib", "StereoResult", "compute_disparity", "default_num_disparities",
-    "disparity_to_depth", "left_right_check", "make_matcher", "stereo_depth",
+    "SGBMParams", "StereoCalib", "StereoResult", "check_cost", "compute_disparity",
+    "default_num_disparities", "disparity_to_depth", "left_right_check", "make_matcher",
+    "rectification_note", "stereo_depth",
 ]

@@ -1,22 +1,24 @@
 """UniDepth V2: ONNX Runtime on the official export, or a thin adapter to the ``unidepth`` package.
 
 ONNX path, following ``lpiccinelli-eth/UniDepth`` ``unidepth/models/unidepthv2/export.py`` (the
-export) and ``unidepthv2.py`` / ``unidepthv2_old.py`` (``infer``: the pre/post-processing the
-export leaves out), read and re-implemented here:
+export) and ``unidepthv2.py`` (``infer``: the pre/post-processing the export leaves out), read and
+re-implemented here. Two generations of that script write different names (:data:`EXPORTS`):
 
-- inputs: ``image`` (B, 3, H, W) float32, already normalised (``rgb / 255`` then ImageNet
-  mean/std), fixed H, W (default 462x616, multiples of 14; dynamic batch); the ``--with-camera``
-  export adds ``K`` (B, 3, 3) in pixels of that input.
-- outputs: ``out_K`` (B, 3, 3) predicted intrinsics in input pixels, ``depth`` (B, 1, H, W) metric
-  z-depth (the old decoder's z-buffer depth), ``depth_ssi`` (B, 1, H, W) scale-shift-invariant
-  depth (unused), ``confidence`` (B, 1, H, W) in [0, 1] (a per-image ranking, see the V2 README).
+- current: input ``rgbs`` (B, 3, H, W) float32, already normalised (``rgb / 255`` then ImageNet
+  mean/std), fixed H, W (default 462x630, multiples of 14; dynamic batch); ``--with-camera`` adds
+  ``rays`` (B, 3, H, W): unit viewing rays through the pixel centres ``(u + 0.5, v + 0.5)`` of
+  that input. Outputs ``pts_3d`` (B, 3, H, W) camera-frame points in metres (depth is the z
+  channel), ``confidence`` (B, 1, H, W) and ``intrinsics`` (B, 3, 3) in input pixels.
+- 2024: input ``image`` (same layout; default 462x616) [+ ``K`` (B, 3, 3)]; outputs ``out_K``
+  (B, 3, 3), ``depth`` (B, 1, H, W) metric z-depth, ``depth_ssi`` (unused), ``confidence``.
 - pre-processing here: keep-aspect resize (bilinear, antialiased as the official ``_preprocess``)
   to fit the export's input, padded centred with 0 after normalisation (the mean colour, as the
-  official ``infer`` pads); a known camera is mapped to the input: ``fx * sx``, ``cx * sx + left``.
+  official ``infer`` pads); a known camera is mapped to the input: ``fx * sx``, ``cx * sx + left``
+  (and turned into rays for the current export).
 - post-processing: cut the padding, resize to the original size; predicted intrinsics back to
   the original pixels ``fx / sx``, ``(cx - left) / sx`` (``sx, sy`` the exact per-axis resize
   factors), checked for plausibility (an implausible focal falls back to the assumed FOV with a
-  note).
+  note). Confidence (a per-image ranking, see the V2 README) is clipped to [0, 1].
 
 Package path: ``from unidepth.models import UniDepthV2``; ``UniDepthV2.from_pretrained(id)``;
 ``model.infer(rgb (3, H, W) uint8 tensor, camera (3, 3) tensor or None)`` returning a dict with
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,32 @@ from depthweb.types import DepthResult, Intrinsics, IntrinsicsSource
 log = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "package:"
-INPUT, CAMERA = "image", "K"
-OUT_K, OUT_DEPTH, OUT_CONFIDENCE = "out_K", "depth", "confidence"
+
+
+@dataclass(frozen=True)
+class ExportIO:
+    """The input/output names of one generation of the official ONNX export."""
+
+    name: str
+    image: str
+    camera: str  # optional input: a K matrix or unit rays
+    out_k: str
+    out_depth: str  # (B, 1, H, W) depth, or (B, 3, H, W) points whose z channel is the depth
+    confidence: str = "confidence"
+
+    @property
+    def camera_as_rays(self) -> bool:
+        return self.camera == "rays"
+
+    @property
+    def depth_from_points(self) -> bool:
+        return self.out_depth == "pts_3d"
+
+
+EXPORTS = (
+    ExportIO("current export", "rgbs", "rays", "intrinsics", "pts_3d"),
+    ExportIO("2024 export", "image", "K", "out_K", "depth"),
+)
 _FIXED_SOURCES = (IntrinsicsSource.USER, IntrinsicsSource.EXIF, IntrinsicsSource.CALIB)
 
 
@@ -98,14 +125,15 @@ class UniDepthBackend(DepthBackend):
     a :class:`UniDepthPackageBackend` when the package path is selected)."""
 
     def __init__(self, spec: ModelSpec, weights_path: Path, weights_label: str, device: str,
-                 model: OnnxModel, canvas_hw: tuple[int, int]) -> None:
+                 model: OnnxModel, canvas_hw: tuple[int, int], io: ExportIO = EXPORTS[1]) -> None:
         super().__init__(spec, weights_path, weights_label, device)
         self.model = model
         self.canvas_hw = canvas_hw
-        self.takes_camera = CAMERA in model.inputs
-        self.outputs = [OUT_K, OUT_DEPTH] + ([OUT_CONFIDENCE] if OUT_CONFIDENCE in model.outputs
-                                             else [])
-        dynamic = model.inputs[INPUT].dynamic_batch
+        self.io = io
+        self.takes_camera = io.camera in model.inputs
+        self.outputs = [io.out_k, io.out_depth] + ([io.confidence]
+                                                   if io.confidence in model.outputs else [])
+        dynamic = model.inputs[io.image].dynamic_batch
         self.batch_size = int(spec.options.get("batch_size", 4)) if dynamic else 1
 
     @classmethod
@@ -115,11 +143,13 @@ class UniDepthBackend(DepthBackend):
             return UniDepthPackageBackend.from_package(spec, ref, weights.label, device)
         path = find_onnx_file(weights.path, spec.options.get("onnx_file"))
         model = OnnxModel.open(path, device)
-        model.require(inputs=[INPUT], outputs=[OUT_K, OUT_DEPTH], backend="UniDepth V2",
+        io = next((e for e in EXPORTS if e.image in model.inputs), EXPORTS[0])
+        model.require(inputs=[io.image], outputs=[io.out_k, io.out_depth],
+                      backend=f"UniDepth V2 ({io.name})",
                       hint="export it with unidepth/models/unidepthv2/export.py from "
-                           "lpiccinelli-eth/UniDepth")
-        canvas = model.inputs[INPUT].static_hw or tuple(spec.input_size)
-        return cls(spec, path, weights.label, device, model, canvas)
+                           "lpiccinelli-eth/UniDepth (current or 2024 version)")
+        canvas = model.inputs[io.image].static_hw or tuple(spec.input_size)
+        return cls(spec, path, weights.label, device, model, canvas, io)
 
     def infer_batch(
         self,
@@ -137,25 +167,28 @@ class UniDepthBackend(DepthBackend):
                    known: list[Intrinsics | None]) -> list[DepthResult]:
         t0 = time.perf_counter()
         boxes = [Letterbox.fit(im.shape[:2], self.canvas_hw) for im in images]
-        feeds = {INPUT: np.stack([_network_input(im, b) for im, b in zip(images, boxes,
-                                                                          strict=True)])}
+        io = self.io
+        feeds = {io.image: np.stack([_network_input(im, b)
+                                     for im, b in zip(images, boxes, strict=True)])}
         if self.takes_camera:
-            cams = [k or _assumed(im) for k, im in zip(known, images, strict=True)]
-            known = cams
-            feeds[CAMERA] = np.stack([camera_matrix(k, *b.effective_scale, b.left, b.top)
-                                      for k, b in zip(cams, boxes, strict=True)])
+            known = [k or _assumed(im) for k, im in zip(known, images, strict=True)]
+            mats = [camera_matrix(k, *b.effective_scale, b.left, b.top)
+                    for k, b in zip(known, boxes, strict=True)]
+            feeds[io.camera] = np.stack([unit_rays(m, self.canvas_hw) if io.camera_as_rays
+                                         else m for m in mats])
         t1 = time.perf_counter()
         outs = self.model.run(feeds, self.outputs)
         t2 = time.perf_counter()
-        depth = as_maps(outs[OUT_DEPTH], self.canvas_hw)
-        conf = outs.get(OUT_CONFIDENCE)
+        raw = outs[io.out_depth]
+        depth = as_maps(raw[:, 2] if io.depth_from_points else raw, self.canvas_hw)
+        conf = outs.get(io.confidence)
         conf = None if conf is None else as_maps(conf, self.canvas_hw)
         results = []
         for j, (image, box) in enumerate(zip(images, boxes, strict=True)):
             t3 = time.perf_counter()
             h, w = image.shape[:2]
             sx, sy = box.effective_scale
-            predicted = intrinsics_from_matrix(outs[OUT_K][j], sx, sy, box.left, box.top,
+            predicted = intrinsics_from_matrix(outs[io.out_k][j], sx, sy, box.left, box.top,
                                                note="predicted by UniDepth V2")
             camera, notes = choose_camera(predicted, known[j], w, h, self.takes_camera)
             confidence = None if conf is None else np.clip(box.to_source(conf[j]), 0.0, 1.0)
@@ -171,6 +204,17 @@ class UniDepthBackend(DepthBackend):
             })
             results.append(result)
         return results
+
+
+def unit_rays(k: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(3, H, W) float32 unit viewing rays of the 3x3 pinhole ``k`` through the pixel centres
+    ``(u + 0.5, v + 0.5)``: the ``rays`` input of the current UniDepth export."""
+    h, w = hw
+    u = (np.arange(w, dtype=np.float64) + 0.5 - k[0, 2]) / k[0, 0]
+    v = (np.arange(h, dtype=np.float64) + 0.5 - k[1, 2]) / k[1, 1]
+    rays = np.stack([np.broadcast_to(u[None], (h, w)), np.broadcast_to(v[:, None], (h, w)),
+                     np.ones((h, w))])
+    return (rays / np.linalg.norm(rays, axis=0, keepdims=True)).astype(np.float32)
 
 
 def _assumed(image: np.ndarray) -> Intrinsics:

@@ -62,6 +62,33 @@ class CompareOutcome:
     files: list[Path]
 
 
+def availability_line(available: list[str]) -> str:
+    """One line saying what Compare needs when fewer than two models are usable here."""
+    if len(available) >= MIN_MODELS:
+        return ""
+    have = (f"only `{available[0]}` is on this machine" if available
+            else "no model is on this machine")
+    return (f"Compare needs at least {MIN_MODELS} models with local weights; {have}. "
+            "Download another with `depthweb download NAME` (e.g. depth-anything-v2-small) "
+            "and restart the app.")
+
+
+def request_problem(image: object, names: list[str] | None, available: list[str]) -> str | None:
+    """The one-line reason a Compare click cannot run (``None`` when it can)."""
+    if len(available) < MIN_MODELS:
+        return availability_line(available)
+    chosen = list(dict.fromkeys(n for n in (names or []) if n))
+    if not MIN_MODELS <= len(chosen) <= MAX_MODELS:
+        return f"Choose {MIN_MODELS} to {MAX_MODELS} different models, then click Compare."
+    missing = [n for n in chosen if n not in available]
+    if missing:
+        return (f"`{missing[0]}` has no weights on this machine; choose models marked "
+                "\"local\".")
+    if not image:
+        return "Upload a photo (or click an example) first."
+    return None
+
+
 def checked_models(models: list[str] | str | None, reference: str | None) -> tuple[list, str]:
     """Deduplicated model names (2-4) and the reference (default: the first)."""
     if isinstance(models, str):

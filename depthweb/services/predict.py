@@ -15,7 +15,7 @@ from depthweb.errors import DepthwebError, InputError
 from depthweb.geometry.intrinsics import resolve_intrinsics
 from depthweb.imaging import LoadedImage, check_dimensions, display_name, load_image
 from depthweb.models.registry import load_backend
-from depthweb.services.export import write_outputs
+from depthweb.services.export import npy_bytes, write_outputs
 from depthweb.types import DepthResult, Intrinsics
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,33 @@ class CameraHint:
             raise DepthwebError(msg[0].upper() + msg[1:] + ".") from exc
 
 
+BUNDLED_MODEL = "depthweb-student"
+"""The model that always works offline (weights ship in ``assets/student``)."""
+
+
+def resolve_model(model: str | None, settings: Settings | None = None) -> tuple[str, str]:
+    """(model name, why it was chosen) when the caller gave ``model`` or nothing.
+
+    Without a name: the configured default (``settings.default_model``) if its weights are on
+    this machine, else the bundled student. The reason is a phrase for the user, e.g.
+    "bundled student; the configured default depth-anything-v2-small has no weights here".
+    """
+    if model:
+        return model, "chosen"
+    from depthweb.models.loading import is_available
+    from depthweb.models.registry import get_spec
+
+    settings = settings or get_settings()
+    preferred = settings.default_model
+    try:
+        if preferred and is_available(get_spec(preferred, settings), settings):
+            return preferred, "configured default"
+    except DepthwebError as exc:  # an unknown configured name: say so, fall back
+        log.info("configured default model %r is unusable: %s", preferred, exc)
+    return BUNDLED_MODEL, (f"bundled student; the configured default {preferred} has no "
+                           "weights on this machine")
+
+
 @dataclass
 class FileOutcome:
     """One input file of a batch: its result and written files, or the error sentence."""
@@ -58,7 +85,7 @@ class FileOutcome:
 
 def predict_images(
     images: Sequence[LoadedImage | np.ndarray],
-    model: str,
+    model: str | None = None,
     *,
     weights: str | Path | None = None,
     camera: CameraHint | None = None,
@@ -68,9 +95,11 @@ def predict_images(
     """Predict depth for decoded images with one batched call of the model.
 
     Every image is checked first (RGB uint8, pixel limit, aspect ratio): arrays handed to the
-    Python API get the same one-sentence refusals as decoded files.
+    Python API get the same one-sentence refusals as decoded files. ``model`` ``None``: see
+    :func:`resolve_model` (each result's ``model`` says which one ran).
     """
     settings = settings or get_settings()
+    model, _ = resolve_model(model, settings)
     camera = camera or CameraHint()
     loaded = [im if isinstance(im, LoadedImage) else _from_array(im) for im in images]
     for im in loaded:
@@ -96,9 +125,13 @@ def _from_array(rgb: np.ndarray) -> LoadedImage:
 
 
 def predict_image(
-    image: LoadedImage | np.ndarray | str | Path, model: str, **kwargs
+    image: LoadedImage | np.ndarray | str | Path, model: str | None = None, **kwargs
 ) -> DepthResult:
-    """One image (a path, a decoded image or an RGB uint8 array) -> one :class:`DepthResult`."""
+    """One image (a path, a decoded image or an RGB uint8 array) -> one :class:`DepthResult`.
+
+    ``model`` ``None``: the configured default if its weights are here, else the bundled
+    student (:func:`resolve_model`); ``result.model`` says which.
+    """
     if isinstance(image, (str, Path)):
         image = load_image(image)
     return predict_images([image], model, **kwargs)[0]
@@ -132,7 +165,9 @@ def predict_files(
                                     device=device, settings=settings)[0]
             result.timings_ms["decode"] = decode_ms
             outcome.result = result
-            outcome.files = write_outputs(result, out_dir, Path(path).stem,
+            more = ({} if result.confidence is None else  # UniDepth: (H, W) float32 in [0, 1]
+                    {"_confidence.npy": npy_bytes(result.confidence.astype(np.float32))})
+            outcome.files = write_outputs(result, out_dir, Path(path).stem, more=more,
                                           extra={"input": Path(path).name})
         except DepthwebError as exc:
             outcome.error = str(exc)

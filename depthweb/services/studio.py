@@ -8,11 +8,10 @@ queue (``spaces.GPU`` on Hugging Face ZeroGPU).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,16 +24,28 @@ from depthweb.models.specs import ModelSpec
 from depthweb.services import visuals
 from depthweb.services.export import write_outputs
 from depthweb.services.predict import CameraHint, predict_images
+from depthweb.services.studio_points import (  # noqa: F401  (the Studio's public names)
+    MAX_ANCHORS,
+    add_point,
+    align,
+    depth_at,
+    measure_text,
+    parse_anchors,
+)
 from depthweb.types import DepthKind, DepthResult
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 PredictFn = Callable[..., list[DepthResult]]
-SLIDER_MAX_SIDE = 1600
-"""The slider shows at most this many pixels on the longer side (downloads are full size)."""
-MAX_ANCHORS = 1000
-"""At most this many scale anchors per request."""
+GLB_CAMERA = (90.0, 90.0, None)
+"""``gr.Model3D`` camera ``(alpha, beta, radius)``: Babylon's orbit camera (right-handed, as
+Gradio sets it up) at ``alpha = beta = 90`` deg sits on the +z side of the mesh's centre and
+looks down -z, the optical axis of our GLB (camera frame turned 180 deg about x): 0 deg between
+its view direction and the optical axis. The radius is left to the viewer's framing."""
+SLIDER_MAX_SIDE = 1024
+"""The slider shows at most this many pixels on the longer side (downloads are full size;
+the slider is at most 520 px high on the page)."""
 
 
 def _noop(_fraction: float, _desc: str) -> None:
@@ -103,11 +114,20 @@ class StudioState:
     alignment: dict | None = None
     points: list[tuple[int, int]] = field(default_factory=list)
     anchors: list[tuple[int, int, float]] = field(default_factory=list)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def current(self) -> DepthResult:
         """The depth the views and measurements use: aligned if available, else native."""
         return self.aligned if self.aligned is not None else self.native
+
+    def shape(self) -> visuals.ShapeDepth:
+        """The 3D depth of :attr:`current` (computed once per result, then reused)."""
+        cached = self.cache.get("shape")
+        if cached is None or cached[0] is not self.current:
+            cached = (self.current, visuals.shape_depth(self.current))
+            self.cache["shape"] = cached
+        return cached[1]
 
 
 @dataclass
@@ -189,6 +209,89 @@ def photo_stem(image_path: str | Path, name: str | None = None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80] or "image"
 
 
+@dataclass
+class FirstPicture:
+    """What the Studio shows as soon as the model returns: slider, 3D figure, info panel.
+
+    ``shape`` is the 3D depth the later steps (GLB, downloads) reuse.
+    """
+
+    slider: tuple[np.ndarray, np.ndarray]
+    figure: object | None
+    info: dict
+    shape: visuals.ShapeDepth
+
+
+def slider_pictures(state: StudioState, cmap: str = "turbo",
+                    inverse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(photo, colourised depth), both at most ``SLIDER_MAX_SIDE`` on the longer side.
+
+    The depth is shrunk (nearest, no invented values) before it is coloured: the slider never
+    needs more pixels than it shows.
+    """
+    result = state.current
+    small = visuals.downscale(state.rgb, SLIDER_MAX_SIDE)
+    h, w = small.shape[:2]
+    if (h, w) != result.depth.shape:
+        import cv2
+
+        depth = cv2.resize(np.where(result.valid_mask, result.depth, np.nan).astype(np.float32),
+                           (w, h), interpolation=cv2.INTER_NEAREST)
+        result = replace(result, depth=depth, intrinsics=result.intrinsics.scaled(
+            w / result.width, h / result.height))
+    return small, visuals.depth_preview(result, cmap, inverse)
+
+
+def figure_3d(state: StudioState):
+    """The plotly 3D view of :attr:`StudioState.current` (camera at the photo's viewpoint)."""
+    result = state.current
+    title = result.model + (" (aligned to anchors)" if state.aligned is not None else "")
+    return visuals.mesh_figure(state.shape(), state.rgb, result, title)
+
+
+def first_picture(
+    state: StudioState, *, cmap: str = "turbo", inverse: bool = True, figure: bool = True,
+) -> FirstPicture:
+    """Slider pictures, the plotly 3D view and the info panel; writes no file.
+
+    ``info["timings_ms"]["first_picture"]`` is this step's time (server work after the model).
+    """
+    t0 = time.perf_counter()
+    result = state.current
+    shape = state.shape()
+    fig = figure_3d(state) if figure else None
+    slider = slider_pictures(state, cmap, inverse)
+    timings = dict(result.timings_ms)
+    timings["first_picture"] = (time.perf_counter() - t0) * 1000
+    return FirstPicture(slider, fig, describe(state, shape, timings), shape)
+
+
+def glb_file(state: StudioState, out_dir: Path) -> Path | None:
+    """``<stem>.glb`` for the viewer (512x384 vertices, photo texture), alone; ``None`` when
+    no surface is left."""
+    files = visuals.write_mesh_files(state.shape(), state.rgb, state.current, out_dir, state.stem,
+                                     formats=("glb",))
+    return files[0] if files else None
+
+
+def download_files(
+    state: StudioState, out_dir: Path, *, cmap: str = "turbo",
+) -> tuple[list[Path], np.ndarray, str]:
+    """The raw exports (``.npy/.png/_color.png/.json``, see :mod:`depthweb.services.export`),
+    ``<stem>.ply`` and ``<stem>_normals.png``; returns (files, normals picture, its note)."""
+    result, shape = state.current, state.shape()
+    extra = {"input": state.stem, "view_3d": shape.note or "metric (metres)",
+             "shape_rule": shape.rule}
+    if state.alignment:
+        extra["alignment"] = state.alignment
+    normals, note = visuals.normals_picture(result, shape)
+    files = write_outputs(result, out_dir, state.stem, cmap=cmap, extra=extra,
+                          more={"_normals.png": visuals.png_bytes(normals)})
+    files += visuals.write_mesh_files(shape, state.rgb, result, out_dir, state.stem,
+                                      formats=("ply",))
+    return files, normals, note
+
+
 def render(
     state: StudioState,
     out_dir: Path,
@@ -198,36 +301,20 @@ def render(
     figure: bool = True,
     progress: Progress = _noop,
 ) -> StudioView:
-    """Slider pictures, the 3D figure, mesh files, raw exports, normals and the info panel.
-
-    Files go to ``out_dir``: ``<stem>.npy/.png/_color.png/.json`` (the CLI's contract, see
-    :mod:`depthweb.services.export`), then ``<stem>.glb`` and ``<stem>.ply``.
+    """Everything at once (the ``/predict`` API and the CLI-like callers): the first picture,
+    then the GLB, then the downloads (``<stem>.npy/.png/_color.png/.json/_normals.png/.ply``).
     """
-    result = state.current
-    timings = dict(result.timings_ms)
     progress(0.6, "Building the 3D view")
-    t0 = time.perf_counter()
-    shape = visuals.shape_depth(result)
-    title = result.model + (" (aligned to anchors)" if state.aligned is not None else "")
-    fig = visuals.mesh_figure(shape, state.rgb, result, title) if figure else None
-    t1 = time.perf_counter()
+    first = first_picture(state, cmap=cmap, inverse=inverse, figure=figure)
     progress(0.75, "Writing the downloads")
-    extra = {"input": state.stem}
-    if state.alignment:
-        extra["alignment"] = state.alignment
-    files = write_outputs(result, out_dir, state.stem, cmap=cmap, extra=extra)
-    mesh_files = visuals.write_mesh_files(shape, state.rgb, result, out_dir, state.stem)
-    t2 = time.perf_counter()
-    progress(0.9, "Drawing the pictures")
-    normals, normals_note = visuals.normals_picture(result, shape)
-    colour = visuals.depth_preview(result, cmap, inverse)
-    timings.update({"mesh_3d_view": (t1 - t0) * 1000, "export": (t2 - t1) * 1000})
-    info = describe(state, shape, timings)
-    info["files"] = [p.name for p in files + mesh_files]
-    slider = (visuals.downscale(state.rgb, SLIDER_MAX_SIDE),
-              visuals.downscale(colour, SLIDER_MAX_SIDE))
-    return StudioView(slider, fig, mesh_files[0] if mesh_files else None,
-                      files + mesh_files, normals, normals_note, info, state.stem)
+    t0 = time.perf_counter()
+    glb = glb_file(state, out_dir)
+    files, normals, note = download_files(state, out_dir, cmap=cmap)
+    first.info["timings_ms"]["files"] = round((time.perf_counter() - t0) * 1000, 1)
+    files = files + ([glb] if glb else [])
+    first.info["files"] = [p.name for p in files]
+    return StudioView(first.slider, first.figure, glb, files, normals, note, first.info,
+                      state.stem)
 
 
 def describe(state: StudioState, shape: visuals.ShapeDepth, timings: dict) -> dict:
@@ -236,6 +323,7 @@ def describe(state: StudioState, shape: visuals.ShapeDepth, timings: dict) -> di
     info = result.metadata()
     info["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
     info["view_3d"] = shape.note or "metric (metres)"
+    info["shape_rule"] = shape.rule
     if state.aligned is not None:
         info["native_kind"] = str(state.native.kind)
         info["alignment"] = state.alignment
@@ -262,97 +350,9 @@ def info_markdown(info: dict) -> str:
     ]
     if info.get("alignment"):
         a = info["alignment"]
-        rows.insert(2, ("Aligned", f"{a['anchors']} anchor(s) in {a['space']} space: scale "
-                                   f"{a['scale']:.4g}, shift {a['shift']:.4g}, "
-                                   f"residual {a['residual_m']:.3g} m"))
+        rows.insert(2, ("Aligned", f"{a['anchors']} anchor(s) in {a['space']} space, "
+                                   f"{a['determined']} fitted: scale {a['scale']:.4g}, "
+                                   f"shift {a['shift']:.4g}; residual {a['residual']}"))
     rows += [("Note", n) for n in info.get("notes", [])]
     body = "\n".join(f"| {a} | {b} |" for a, b in rows)
     return f"| Model | `{info['model']}` |\n|---|---|\n{body}"
-
-
-# --------------------------------------------------------------------------- measure, anchors
-def depth_at(result: DepthResult, u: float, v: float) -> float | None:
-    """The value at pixel ``(u, v)`` (column, row), or ``None`` when invalid or outside."""
-    col, row = round(float(u)), round(float(v))
-    if not (0 <= row < result.height and 0 <= col < result.width):
-        return None
-    value = float(result.depth[row, col])
-    return value if bool(result.valid_mask[row, col]) else None
-
-
-def measure_text(state: StudioState) -> str:
-    """Markdown for the measure panel: depth at each clicked point, 3D distance when metric."""
-    result = state.current
-    if not state.points:
-        return "Click a point on the photo to read its depth; click a second one to measure."
-    lines = []
-    for letter, (u, v) in zip("AB", state.points, strict=False):
-        value = depth_at(result, u, v)
-        shown = "no valid depth" if value is None else f"{value:.4g} {result.unit}"
-        lines.append(f"**{letter}** pixel ({u}, {v}): depth {shown}")
-    if len(state.points) == 2:
-        lines.append(_distance_line(state))
-    return "  \n".join(lines)
-
-
-def _distance_line(state: StudioState) -> str:
-    from depthweb.geometry.backproject import point_distance
-
-    result = state.current
-    if not result.kind.is_metric:
-        return ("**Distance**: needs metric depth. This model is relative: add scale anchors "
-                "(points of known depth) and align first.")
-    try:
-        d = point_distance(result.depth, result.intrinsics, *state.points)
-    except InputError as exc:
-        return f"**Distance**: {exc}"
-    src = result.intrinsics.source
-    return f"**Distance A–B**: {d:.3f} m (3D, with {src} intrinsics)"
-
-
-def add_point(points: Sequence[tuple[int, int]], u: int, v: int) -> list[tuple[int, int]]:
-    """Measure clicks: a third click starts a new pair."""
-    points = list(points)
-    return [(u, v)] if len(points) >= 2 else [*points, (u, v)]
-
-
-def align(state: StudioState, anchors: Sequence[tuple[float, float, float]]) -> StudioState:
-    """A copy of ``state`` whose depth is aligned to metric ``anchors`` ``(u, v, depth_m)``.
-
-    The fit happens in the model's native space (inverse depth for relative-disparity models);
-    one anchor fits the scale only, two or more scale and shift.
-    """
-    from depthweb.geometry.align import align_to_anchors
-
-    anchors = [(float(u), float(v), float(z)) for u, v, z in anchors]
-    native = state.native
-    fit = align_to_anchors(native.depth, native.kind, anchors)
-    space = "inverse depth" if native.kind is DepthKind.RELATIVE_DISPARITY else "depth"
-    report = {"anchors": len(anchors), "space": space, "scale": fit.scale, "shift": fit.shift,
-              "residual_m": fit.residual_m, "points": [list(a) for a in anchors]}
-    note = (f"aligned to {len(anchors)} metric anchor(s) in {space} space: scale "
-            f"{fit.scale:.6g}, shift {fit.shift:.6g}, residual {fit.residual_m:.3g} m")
-    aligned = replace(native, depth=fit.depth, kind=DepthKind.METRIC_DEPTH,
-                      timings_ms=dict(native.timings_ms), notes=[*native.notes, note])
-    return replace(state, aligned=aligned, alignment=report,
-                   anchors=[(round(u), round(v), z) for u, v, z in anchors])
-
-
-def parse_anchors(text: str | None) -> list[tuple[float, float, float]]:
-    """Anchors from JSON text ``[[u, v, depth_m], ...]`` (the API's format); empty -> []."""
-    if text is None or not str(text).strip():
-        return []
-    try:
-        data = json.loads(text)
-        anchors = [(float(a[0]), float(a[1]), float(a[2])) for a in data]
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InputError(
-            "Anchors must be JSON like [[u, v, depth_m], ...] with pixel column u and row v."
-        ) from exc
-    if len(anchors) > MAX_ANCHORS:
-        raise InputError(f"Give at most {MAX_ANCHORS} anchors (got {len(anchors)}).")
-    for u, v, z in anchors:
-        if not all(math.isfinite(x) for x in (u, v, z)) or z <= 0:
-            raise InputError(f"Anchor [{u:g}, {v:g}, {z:g}] needs a finite pixel column and row "
-                             "and a positive depth in metres.")
-    return anchors

@@ -21,67 +21,38 @@ COLORMAPS = ("turbo", "inferno", "viridis", "gray")
 """Colour maps offered in the app (all known to ``geometry.colormap.colorize``)."""
 
 MAX_RELATIVE_RANGE = 50.0
-"""Shape-only depth from relative inverse depth keeps at most this far/near ratio (sky is cut)."""
-
-OUTLIER_FACTOR = 3.0
-"""The 3D views drop depths beyond this multiple of the 98th percentile or below the 2nd
-percentile divided by it (stray points would otherwise set the framing); the raw exports keep
-every value."""
+"""Compare ignores reference inverse depths below its 98th percentile / this (the far sky)."""
 
 
 @dataclass(frozen=True)
 class ShapeDepth:
-    """Depth for the 3D views: (H, W) float32 along the optical axis, NaN invalid.
+    """Depth for the 3D views: (H, W) float32 along the optical axis, NaN only where invalid.
 
     ``unit`` is "m" for metric depth, "relative" otherwise; ``note`` is what the 3D view must
-    say about it (``None`` for metric depth).
+    say about it (``None`` for metric depth); ``rule`` says how the shift rule and far plane of
+    :mod:`depthweb.geometry.shape` were applied.
     """
 
     depth: np.ndarray
     unit: str
     note: str | None
+    rule: str = ""
 
 
 def shape_depth(result: DepthResult) -> ShapeDepth:
-    """Depth usable for 3D: metric as is, relative scaled to a median of 1 with a note.
+    """Depth usable for 3D, the GLB/PLY files and derived normals (one rule for all of them).
 
-    Relative inverse depth (Depth Anything, MiDaS) is inverted with its unknown shift taken as 0,
-    keeping values within ``MAX_RELATIVE_RANGE`` of the nearest (the far sky becomes invalid).
+    Metric depth stays in metres; relative kinds get the stated shift rule of
+    :mod:`depthweb.geometry.shape` (complete surface, far plane, median 1) and the label
+    "shape only, unknown scale".
     """
-    valid = result.valid_mask
+    from depthweb.geometry.shape import shape_depth as rule_depth
+
+    depth, rule = rule_depth(result.depth, result.kind, result.valid_mask)
+    text = rule.describe() if rule is not None else "no valid pixel"
     if result.kind.is_metric:
-        depth = np.where(valid, result.depth, np.nan).astype(np.float32)
-        return ShapeDepth(drop_outliers(depth), "m", None)
-    values = np.where(valid, result.depth, np.nan).astype(np.float64)
-    note = SHAPE_ONLY
-    if result.kind is DepthKind.RELATIVE_DISPARITY:
-        with np.errstate(invalid="ignore"):
-            positive = values[np.isfinite(values) & (values > 0)]
-        if positive.size == 0:
-            return ShapeDepth(np.full(values.shape, np.nan, np.float32), "relative", note)
-        floor = np.percentile(_sample(positive), 98) / MAX_RELATIVE_RANGE
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(values > floor, 1.0 / values, np.nan)
-        note = f"{SHAPE_ONLY} (relative inverse depth, zero shift assumed)"
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(values) & (values > 0)
-    if ok.any():
-        values = values / np.median(_sample(values[ok]))
-    depth = np.where(ok, values, np.nan).astype(np.float32)
-    return ShapeDepth(drop_outliers(depth), "relative", note)
-
-
-def drop_outliers(depth: np.ndarray, factor: float = OUTLIER_FACTOR) -> np.ndarray:
-    """``depth`` (H, W, NaN invalid) without values beyond ``factor`` x its 98th percentile or
-    below its 2nd percentile / ``factor`` (set to NaN)."""
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(depth) & (depth > 0)
-    if not ok.any():
-        return depth
-    lo, hi = np.percentile(_sample(depth[ok]), [2, 98])
-    with np.errstate(invalid="ignore"):
-        keep = (depth >= lo / factor) & (depth <= hi * factor)
-    return np.where(keep, depth, np.float32(np.nan)).astype(np.float32)
+        return ShapeDepth(depth, "m", None, text)
+    return ShapeDepth(depth, "relative", SHAPE_ONLY, text)
 
 
 def _sample(values: np.ndarray, max_count: int = 200_000) -> np.ndarray:
@@ -114,7 +85,11 @@ def depth_preview(result: DepthResult, cmap: str = "turbo", inverse: bool = True
     from depthweb.geometry.colormap import colorize
 
     values, near_is_high, _ = display_values(result, inverse)
-    return colorize(values, cmap=cmap if cmap in COLORMAPS else "turbo", invert=near_is_high)
+    sample = _sample(values.reshape(-1))
+    sample = sample[np.isfinite(sample)]
+    value_range = tuple(np.percentile(sample, [2, 98])) if sample.size else None
+    return colorize(values, cmap=cmap if cmap in COLORMAPS else "turbo", invert=near_is_high,
+                    value_range=value_range)
 
 
 def disparity_picture(disparity: np.ndarray, cmap: str = "turbo") -> np.ndarray:
@@ -124,47 +99,83 @@ def disparity_picture(disparity: np.ndarray, cmap: str = "turbo") -> np.ndarray:
     return colorize(disparity, cmap=cmap if cmap in COLORMAPS else "turbo", invert=True)
 
 
-def mesh_figure(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, title: str):
-    """Interactive plotly figure (about 256x192 vertices, cut at depth jumps, photo colours)."""
-    from depthweb.geometry.mesh import PLOTLY_GRID, build_grid_mesh, mesh_to_plotly
+def view_mesh(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult,
+              max_vertices: tuple[int, int]):
+    """The grid mesh the 3D views draw; the depth-jump cut is the same per source pixel
+    whatever the grid's stride (``1 + DEFAULT_JUMP_THRESHOLD`` per pixel, compounded), so a
+    coarse grid does not cut smooth slanted surfaces that a fine one keeps."""
+    from depthweb.geometry.mesh import DEFAULT_JUMP_THRESHOLD, build_grid_mesh, grid_stride
 
-    mesh = build_grid_mesh(shape.depth, rgb, result.intrinsics, max_vertices=PLOTLY_GRID)
+    s = grid_stride(*shape.depth.shape, max_vertices)
+    jump = (1.0 + DEFAULT_JUMP_THRESHOLD) ** s - 1.0
+    return build_grid_mesh(shape.depth, rgb, result.intrinsics, stride=s, jump_threshold=jump)
+
+
+def mesh_figure(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, title: str):
+    """Interactive plotly figure (about 256x192 vertices, cut at depth jumps, photo colours),
+    opening with its camera exactly at the photo's viewpoint (see :func:`viewpoint_camera`)."""
+    from depthweb.geometry.mesh import PLOTLY_GRID, mesh_to_plotly
+
+    mesh = view_mesh(shape, rgb, result, PLOTLY_GRID)
     if mesh.n_faces == 0:
         return None
-    fig = mesh_to_plotly(mesh, title=title, unit=shape.unit, note=shape.note)
-    # Frame the central 99 % of the vertices (a few flying pixels must not shrink the view),
-    # keep true proportions, and start slightly from the side and above the camera.
-    lo, hi = np.percentile(mesh.vertices, [0.5, 99.5], axis=0)
-    pad = 0.05 * float((hi - lo).max()) + 1e-6
+    lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+    pad = 0.02 * float((hi - lo).max()) + 1e-6
     lo, hi = lo - pad, hi + pad
     ratio = (hi - lo) / float((hi - lo).max())
-    fig.update_scenes(
-        xaxis_range=[lo[0], hi[0]], yaxis_range=[lo[1], hi[1]], zaxis_range=[lo[2], hi[2]],
-        aspectmode="manual", aspectratio=dict(x=ratio[0], y=ratio[1], z=ratio[2]),
-        camera_eye=dict(x=0.5, y=-0.4, z=-1.3),
-    )
-    fig.update_layout(height=540)
-    return fig
+    look_z = float(np.median(mesh.vertices[::7, 2]))
+    scene = {
+        **{f"{a}axis_range": [float(lo[i]), float(hi[i])] for i, a in enumerate("xyz")},
+        "aspectmode": "manual",
+        "aspectratio": {a: float(ratio[i]) for i, a in enumerate("xyz")},
+        "camera": viewpoint_camera(lo, hi, ratio, look_z),
+    }
+    return mesh_to_plotly(mesh, title=title, unit=shape.unit, note=shape.note, scene=scene,
+                          height=540)
+
+
+def viewpoint_camera(lo: np.ndarray, hi: np.ndarray, aspect: np.ndarray, look_z: float) -> dict:
+    """A plotly scene camera at the camera-frame origin (the photo's viewpoint), looking along
+    the optical axis (+z) at ``(0, 0, look_z)``, with -y up (the photo upright).
+
+    Plotly places a data point ``p`` at ``aspect * (p - mid) / (hi - lo)`` in the scene's
+    normalised coordinates (``mid`` the centre of the axis ranges ``lo``..``hi``), and reads
+    ``eye``/``center`` in those coordinates; orbiting turns about ``center``.
+    """
+    lo, hi, aspect = (np.asarray(x, np.float64) for x in (lo, hi, aspect))
+
+    def normalised(p: np.ndarray) -> dict:
+        n = aspect * (p - 0.5 * (lo + hi)) / (hi - lo)
+        return {"x": float(n[0]), "y": float(n[1]), "z": float(n[2])}
+
+    return {"eye": normalised(np.zeros(3)), "center": normalised(np.array([0.0, 0.0, look_z])),
+            "up": {"x": 0.0, "y": -1.0, "z": 0.0}, "projection": {"type": "perspective"}}
 
 
 def write_mesh_files(
-    shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, out_dir: Path, stem: str
+    shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, out_dir: Path, stem: str,
+    formats: tuple[str, ...] = ("glb", "ply"),
 ) -> list[Path]:
-    """The downloadable mesh: ``<stem>.glb`` (photo texture) and ``<stem>.ply`` (vertex colours).
+    """The downloadable mesh: ``<stem>.glb`` (photo texture) and/or ``<stem>.ply`` (vertex
+    colours), as listed in ``formats``.
 
     Both use ``mesh.GLB_GRID`` (512x384 vertices); the GLB's texture is the full-resolution photo.
     Returns the written paths (empty when no surface is left after the discontinuity cut).
     """
-    from depthweb.geometry.mesh import GLB_GRID, build_grid_mesh
+    from depthweb.geometry.mesh import GLB_GRID
     from depthweb.geometry.meshfile import write_glb, write_ply
 
-    mesh = build_grid_mesh(shape.depth, rgb, result.intrinsics, max_vertices=GLB_GRID)
+    mesh = view_mesh(shape, rgb, result, GLB_GRID)
     if mesh.n_faces == 0:
         return []
-    glb, ply = Path(out_dir) / f"{stem}.glb", Path(out_dir) / f"{stem}.ply"
-    write_glb(mesh, glb, texture=rgb)
-    write_ply(mesh, ply)
-    return [glb, ply]
+    written = []
+    if "glb" in formats:
+        written.append(Path(out_dir) / f"{stem}.glb")
+        write_glb(mesh, written[-1], texture=rgb)
+    if "ply" in formats:
+        written.append(Path(out_dir) / f"{stem}.ply")
+        write_ply(mesh, written[-1])
+    return written
 
 
 def normals_picture(

@@ -29,7 +29,7 @@ import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,7 @@ def register_student(
     model_cfg = train_cfg.get("model", {}) if train_cfg else {}
     training = cfg.get("training", {})
     meta = {
-        "format": FORMAT, "name": name, "created_at": datetime.now(UTC).isoformat(),
+        "format": FORMAT, "name": name, "created_at": datetime.now(timezone.utc).isoformat(),
         "run_dir": str(run_dir), **prov,
         "kind": cfg.get("kind", DepthKind.RELATIVE_DISPARITY.value),
         "arch": "depth_anything" if cfg.get("model_type") == "depth_anything" else "compact",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import gradio as gr
 
 from depthweb.config import Settings, get_settings
-from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab
+from depthweb.ui import compare_tab, predict_tab, stereo_tab, train_tab, video_tab
 from depthweb.ui.auth import review_launch_kwargs, review_setup
 from depthweb.ui.common import CSS, Context, review_cache_dir, served_paths
 from depthweb.ui.review_tab import add_review_tabs
@@ -62,6 +62,8 @@ def build_studio(settings: Settings | None = None) -> gr.Blocks:
                 compare_tab.build(ctx)
             with gr.Tab("Stereo", id="stereo"):
                 stereo_tab.build(ctx)
+            with gr.Tab("Video", id="video"):
+                video_tab.build(ctx)
     return _queue(demo, settings)
 
 

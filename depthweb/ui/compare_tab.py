@@ -38,9 +38,16 @@ def summary_rows(summary: dict) -> list[list[str]]:
 
 
 def build(ctx: Context) -> None:
-    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
+    """Lay out the tab and wire its events (inside a ``gr.Blocks`` context).
+
+    With two or more models on this machine, two are preselected; with fewer, one line says
+    what to do. A refused request (too few models, no photo) is answered in that line too,
+    never with error panels.
+    """
     available = ctx.available_names()
     initial = available[:2]
+    gr.Markdown(compare.availability_line(available), elem_id="compare-availability",
+                visible=len(available) < compare.MIN_MODELS)
     with gr.Row():
         with gr.Column(scale=2, min_width=300):
             photo = gr.Image(label="Photo", type="filepath", image_mode=None,
@@ -64,7 +71,7 @@ def build(ctx: Context) -> None:
                                  interactive=False, elem_id="compare-agreement")
     table = gr.Dataframe(headers=SUMMARY_HEADERS, label="Summary (after scale-shift alignment "
                          "to the reference)", interactive=False, elem_id="compare-summary")
-    notes = gr.Markdown()
+    notes = gr.Markdown(elem_id="compare-notes")
     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
     def on_models(selected):
@@ -75,6 +82,9 @@ def build(ctx: Context) -> None:
     models.change(on_models, [models], [reference], api_visibility="private")
 
     def on_compare(image, names, ref, progress=gr.Progress()):  # noqa: B008
+        problem = compare.request_problem(image, names, available)
+        if problem:  # one line where the results go, no error panels
+            return gr.skip(), gr.skip(), gr.skip(), f"**{problem}**", gr.skip()
         with user_errors("compare the models"):
             out = compare.compare_models(image, names, ref, ctx.settings, ctx.new_request_dir(),
                                          predict_fn=ctx.predict_fn,

@@ -57,7 +57,7 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=2, min_width=300):
             model3d = gr.Model3D(label="Full-resolution mesh (GLB: 512x384 vertices, "
                                  "full-resolution texture)", height=300,
-                                 elem_id="predict-model3d")
+                                 camera_position=studio.GLB_CAMERA, elem_id="predict-model3d")
             normals = gr.Image(label="Surface normals", interactive=False, format="jpeg",
                                height=260, elem_id="predict-normals")
     downloads = gr.File(label="Downloads: .npy (float32), 16-bit .png + .json sidecar, "
@@ -85,13 +85,41 @@ def build(ctx: Context) -> None:
                     clear = gr.Button("Clear points and alignment")
                 readout = gr.Markdown(elem_id="predict-measure")
 
-    view_outputs = [slider, plot, model3d, downloads, normals, info, clicks, readout, state]
+    first_outputs = [slider, info, clicks, readout, state, plot, model3d, downloads, normals]
 
-    def show(st: studio.StudioState, view: studio.StudioView) -> tuple:
+    def show_first(st: studio.StudioState, first: studio.FirstPicture) -> tuple:
+        """Slider and info; the 3D view, GLB viewer, downloads and normals are emptied until
+        their own steps (``finish``) fill them."""
         picture = visuals.mark_points(st.rgb, st.points, [(u, v) for u, v, _ in st.anchors])
-        return (view.slider, view.figure, str(view.glb) if view.glb else None,
-                [str(p) for p in view.files], gr.Image(view.normals, label=view.normals_note),
-                studio.info_markdown(view.info), picture, studio.measure_text(st), st)
+        return (first.slider, studio.info_markdown(first.info), picture,
+                studio.measure_text(st), st, None, None, None, None)
+
+    def on_view3d(st):
+        if st is None:
+            return gr.skip()
+        with user_errors("draw the 3D view"):
+            return studio.figure_3d(st)
+
+    def on_glb(st):
+        if st is None:
+            return gr.skip()
+        with user_errors("write the 3D file"):
+            glb = studio.glb_file(st, ctx.new_request_dir())
+        return str(glb) if glb else None
+
+    def on_files(st, cm, glb):
+        if st is None:
+            return gr.skip(), gr.skip()
+        with user_errors("write the downloads"):
+            files, picture, note = studio.download_files(st, ctx.new_request_dir(), cmap=cm)
+        return [str(p) for p in files] + ([glb] if glb else []), gr.Image(picture, label=note)
+
+    def finish(event) -> None:
+        """After the slider, outside the model queue: the plotly 3D view, then the GLB alone
+        (the viewer does not wait for the other files), then the downloads and normals."""
+        event.success(on_view3d, [state], [plot], api_visibility="private").success(
+            on_glb, [state], [model3d], api_visibility="private").success(
+            on_files, [state, cmap, model3d], [downloads, normals], api_visibility="private")
 
     def on_predict(image, name, fpx, f35, fov_deg, cm, inv, progress=gr.Progress()):  # noqa: B008
         report = progress_callback(progress)
@@ -99,20 +127,17 @@ def build(ctx: Context) -> None:
             camera = studio.camera_hint(fpx, f35, fov_deg)
             st = studio.run_prediction(image, name, camera, ctx.settings,
                                        predict_fn=ctx.predict_fn, progress=report)
-            view = studio.render(st, ctx.new_request_dir(), cmap=cm, inverse=inv,
-                                 progress=report)
-        return (*show(st, view), [])
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
+        return (*show_first(st, first), [])
 
-    run.click(on_predict, [photo, model, focal_px, focal_35, fov, cmap, inverse],
-              [*view_outputs, anchors], api_visibility="private", **GPU_QUEUE)
+    finish(run.click(on_predict, [photo, model, focal_px, focal_35, fov, cmap, inverse],
+                     [*first_outputs, anchors], api_visibility="private", **GPU_QUEUE))
 
     def on_style(st, cm, inv):
         if st is None:
             return gr.skip()
         with user_errors("redraw the depth picture"):
-            colour = visuals.depth_preview(st.current, cm, inv)
-            return (visuals.downscale(st.rgb, studio.SLIDER_MAX_SIDE),
-                    visuals.downscale(colour, studio.SLIDER_MAX_SIDE))
+            return studio.slider_pictures(st, cm, inv)
 
     for control in (cmap, inverse):
         control.change(on_style, [state, cmap, inverse], [slider], api_visibility="private")
@@ -135,30 +160,28 @@ def build(ctx: Context) -> None:
     clicks.select(on_click, [state, mode, true_depth, anchors], [clicks, readout, state, anchors],
                   api_visibility="private")
 
-    def on_align(st, table, cm, inv, progress=gr.Progress()):  # noqa: B008
+    def on_align(st, table, cm, inv):
         if st is None:
             raise gr.Error("Estimate depth first.", print_exception=False)
         with user_errors("align to the anchors"):
             rows = [r for r in (table or []) if r and all(x not in (None, "") for x in r[:3])]
             st = studio.align(st, [(float(r[0]), float(r[1]), float(r[2])) for r in rows])
-            view = studio.render(st, ctx.new_request_dir(), cmap=cm, inverse=inv,
-                                 progress=progress_callback(progress))
-        return show(st, view)
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
+        return show_first(st, first)
 
-    align.click(on_align, [state, anchors, cmap, inverse], view_outputs,
-                api_visibility="private")
+    finish(align.click(on_align, [state, anchors, cmap, inverse], first_outputs,
+                       api_visibility="private"))
 
-    def on_clear(st, cm, inv, progress=gr.Progress()):  # noqa: B008
+    def on_clear(st, cm, inv):
         if st is None:
             return gr.skip()
         with user_errors("clear the points"):
             st.points, st.anchors, st.aligned, st.alignment = [], [], None, None
-            view = studio.render(st, ctx.new_request_dir(), cmap=cm, inverse=inv,
-                                 progress=progress_callback(progress))
-        return (*show(st, view), [])
+            first = studio.first_picture(st, cmap=cm, inverse=inv, figure=False)
+        return (*show_first(st, first), [])
 
-    clear.click(on_clear, [state, cmap, inverse], [*view_outputs, anchors],
-                api_visibility="private")
+    finish(clear.click(on_clear, [state, cmap, inverse], [*first_outputs, anchors],
+                       api_visibility="private"))
     build_api(ctx)
 
 

@@ -100,13 +100,17 @@ def launch_and_wait(
     return proc, url_box[0] if url_box else ""
 
 
-def start_studio(root: Path, timeout_s: float = 300.0) -> StudioServer:
-    """Build the models, start the app in a subprocess and wait until it serves."""
+def start_studio(root: Path, timeout_s: float = 300.0, *, models: bool = True) -> StudioServer:
+    """Build the models, start the app in a subprocess and wait until it serves.
+
+    ``models=False``: no model besides the bundled student (a visitor's offline machine).
+    """
     root = Path(root)
     model_dir, cwd, out = root / "models", root / "cwd", root / "outputs"
     for d in (model_dir, cwd):
         d.mkdir(parents=True, exist_ok=True)
-    build_models(model_dir)
+    if models:
+        build_models(model_dir)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),

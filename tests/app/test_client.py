@@ -41,7 +41,7 @@ def test_the_three_endpoints_are_named_with_client_friendly_parameters(client):
                                   "anchors"]
     assert params["/compare"] == ["image", "models", "reference"]
     assert params["/stereo"] == ["left", "right", "calib", "focal_px", "baseline_m", "doffs",
-                                 "mono_model"]
+                                 "mono_model", "rectify"]
     assert not [name for name in api if name.startswith(("/on_", "/load_example"))]  # UI only
 
 
@@ -65,7 +65,8 @@ def test_predict_returns_the_clis_raw_exports_and_a_mesh(client):
     assert len(mesh.vertices) > 1000 and len(mesh.faces) > 1000
     assert info["view_3d"].startswith("shape only, unknown scale")
     assert info["kind"] == "relative_disparity"
-    assert {"decode", "forward", "mesh_3d_view", "export"} <= set(info["timings_ms"])
+    assert {"decode", "forward", "first_picture", "files"} <= set(info["timings_ms"])
+    assert "far plane" in info["shape_rule"]
 
 
 def test_predict_uses_the_focal_length_it_is_given(client, tmp_path):
@@ -83,14 +84,17 @@ def test_anchors_turn_a_relative_prediction_metric(client):
     order = np.argsort(native, axis=None)
     pixels = [np.unravel_index(order[i], native.shape) for i in (10, -10)]  # (row, col)
     assert native[pixels[0]] < 0.9 * native[pixels[1]]
-    scale, shift = 0.8, 0.05  # the truth: 1/depth = scale * prediction + shift
+    scale = 0.8  # the truth: 1/depth = scale * prediction + shift, positive everywhere
+    shift = 0.05 - scale * float(np.nanmin(native))
     anchors = [[int(c), int(r), float(1.0 / (scale * native[r, c] + shift))] for r, c in pixels]
     npy, _, sidecar, _, _, info = predict(client, photo, anchors=json.dumps(anchors))
     aligned = np.load(npy)
     assert info["kind"] == "metric_depth" and info["native_kind"] == "relative_disparity"
     assert info["alignment"]["scale"] == pytest.approx(scale, rel=1e-4)
     assert info["alignment"]["shift"] == pytest.approx(shift, abs=1e-4)
-    assert info["alignment"]["residual_m"] < 1e-4
+    assert info["alignment"]["residual_m"] is None
+    assert info["alignment"]["residual"] == "not measurable with 2 anchors"
+    assert info["alignment"]["determined"] == "scale and shift"
     assert info["view_3d"] == "metric (metres)"
     expected = 1.0 / (scale * native.astype(np.float64) + shift)
     np.testing.assert_allclose(aligned, expected, rtol=1e-4)
@@ -158,6 +162,44 @@ def test_stereo_on_middlebury_matches_ground_truth(client, shared_data, calibrat
     assert fused_npy is None and info["mono_fill"] is None
 
 
+def test_the_bundled_stereo_example_runs(client):
+    """The Stereo tab's example (a ray-cast room with its calib.txt) through ``/stereo``:
+    depth within 5 % of the ray-caster's exact depth on most pixels."""
+    from depthweb.training.stereo_pair import render_stereo_pair
+    from depthweb.ui.stereo_tab import EXAMPLE_DIR, _examples
+
+    (left, right, calib, mode, mono), = _examples()
+    assert mode == "rectified" and mono == "none" and Path(left).parent == EXAMPLE_DIR
+    depth_npy, *_, info = client.predict(left=handle_file(left), right=handle_file(right),
+                                         calib=handle_file(calib), api_name="/stereo")
+    depth = np.load(depth_npy)
+    truth = render_stereo_pair(3).left.depth  # the scene scripts/make_stereo_example.py renders
+    ok = np.isfinite(depth) & np.isfinite(truth)
+    assert ok.mean() > 0.8 and info["kind"] == "metric_depth"
+    assert np.mean(np.abs(depth[ok] - truth[ok]) / truth[ok]) < 0.05
+    assert not any("does not look rectified" in n for n in info["notes"])
+
+
+def test_stereo_rectifies_from_features_through_the_api(client, tmp_path):
+    """``rectify="no-focal"`` on the example with its right view rotated: disparity only,
+    the rectification summary in the info."""
+    import cv2
+
+    from depthweb.ui.stereo_tab import _examples
+
+    (left, right, *_), = _examples()
+    img = cv2.imread(right)
+    h, w = img.shape[:2]
+    turned = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 1.5, 1.0), (w, h))
+    cv2.imwrite(str(tmp_path / "right.png"), turned)
+    *_, info = client.predict(left=handle_file(left), right=handle_file(str(tmp_path /
+                                                                           "right.png")),
+                              calib=None, rectify="no-focal", api_name="/stereo")
+    rect = info["rectification"]
+    assert info["kind"] == "relative_disparity" and rect["method"] == "fundamental"
+    assert rect["epipolar_error_after_px"] < 0.5 < rect["epipolar_error_before_px"]
+
+
 def test_stereo_holes_are_filled_by_the_aligned_mono_model(client, shared_data):
     scene = shared_data / "middlebury" / "Adirondack"
     depth_npy, *_, fused_npy, info = client.predict(
@@ -171,6 +213,30 @@ def test_stereo_holes_are_filled_by_the_aligned_mono_model(client, shared_data):
     fill = info["mono_fill"]
     assert fill["model"] == RELATIVE_MODEL and fill["space"] == "inverse depth"
     assert fill["stereo_valid_fraction"] == pytest.approx(stereo_ok.mean(), abs=1e-6)
+
+
+def test_costly_or_unrectifiable_stereo_gets_one_sentence(client, studio, tmp_path):
+    """Issue 10 item 3 over HTTP: a 2900x2000 pair whose calib asks for 2880 disparities
+    (1.7e10 pixel-disparities, over the default cap of 1e9) is refused before matching and
+    writes nothing; a pair of unrelated pictures is refused when asked to rectify it."""
+    for name in ("l.png", "r.png"):
+        Image.new("RGB", (2900, 2000), (90, 120, 150)).save(tmp_path / name)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("cam0=[3000 0 1450; 0 3000 1000; 0 0 1]\ndoffs=0\nbaseline=100\n"
+                     "width=2900\nheight=2000\nndisp=2880\n")
+    before = sorted(p for p in studio.output_dir.rglob("*") if p.is_file())
+    with pytest.raises(AppError) as err:
+        client.predict(left=handle_file(str(tmp_path / "l.png")),
+                       right=handle_file(str(tmp_path / "r.png")),
+                       calib=handle_file(str(calib)), api_name="/stereo")
+    message = str(err.value)
+    assert "over this server's limit" in message and "2880 disparities" in message
+    assert message.count("\n") == 0
+    assert sorted(p for p in studio.output_dir.rglob("*") if p.is_file()) == before
+    left, right = small_photo(tmp_path, (320, 240), 3), small_photo(tmp_path, (320, 240), 4)
+    with pytest.raises(AppError, match="do not overlap enough"):
+        client.predict(left=handle_file(str(left)), right=handle_file(str(right)), calib=None,
+                       rectify="features", api_name="/stereo")
 
 
 def _bad_requests(tmp_path: Path) -> dict:

@@ -37,22 +37,66 @@ def photo(seed: int = 0) -> np.ndarray:
 
 
 def test_relative_disparity_becomes_shape_only_depth_with_a_label():
-    depth = ramp_depth()
+    depth = ramp_depth()  # 1.5 to 3 m: far/near within the rule's ratio, so shift 0
     shape = visuals.shape_depth(result(3.0 / depth, DepthKind.RELATIVE_DISPARITY))
-    assert shape.unit == "relative" and shape.note.startswith(visuals.SHAPE_ONLY)
+    assert shape.unit == "relative" and shape.note == visuals.SHAPE_ONLY
+    assert "shifted by +0" in shape.rule
     expected = depth / np.median(depth)  # zero shift: depth up to scale, median 1
-    np.testing.assert_allclose(shape.depth, expected, rtol=1e-5)
+    far = np.isclose(shape.depth, shape.depth.max())  # the far band sits on one plane
+    np.testing.assert_allclose(shape.depth[~far], expected[~far], rtol=1e-5)
+    assert far.mean() < 0.1
 
 
-def test_metric_depth_stays_metric_but_the_3d_view_drops_flying_pixels():
+def test_negative_disparity_gives_a_complete_shape_and_holeless_normals():
+    depth = ramp_depth()
+    pred = 3.0 / depth - 1.6  # zero or negative on the far half, like the bundled student
+    assert (pred <= 0).mean() > 0.3
+    res = result(pred, DepthKind.RELATIVE_DISPARITY)
+    shape = visuals.shape_depth(res)
+    assert np.isfinite(shape.depth).all()
+    assert "shifted by +" in shape.rule and "far plane" in shape.rule
+    picture, note = visuals.normals_picture(res, shape)
+    assert note == "Normals derived from the shape-only depth"
+    assert (picture.max(axis=-1) > 0).all()  # no black hole over valid pixels
+
+
+def test_metric_depth_stays_metric_but_far_and_flying_pixels_are_clamped():
     depth = ramp_depth()
     depth[5, 5], depth[6, 6] = 500.0, 1e-4
     shape = visuals.shape_depth(result(depth, DepthKind.METRIC_DEPTH))
     assert shape.unit == "m" and shape.note is None
-    assert np.isnan(shape.depth[5, 5]) and np.isnan(shape.depth[6, 6])
-    keep = np.isfinite(shape.depth)
+    assert np.isfinite(shape.depth).all()  # clamped to the far plane / near limit, not holes
+    assert shape.depth[5, 5] < 100 and shape.depth[6, 6] > 0.1
+    keep = np.ones(depth.shape, bool)
+    keep[5, 5] = keep[6, 6] = False
     np.testing.assert_array_equal(shape.depth[keep], depth[keep])
-    assert keep.sum() == depth.size - 2
+
+
+def test_readouts_name_what_the_number_is():
+    depth = ramp_depth()
+    rel = studio.StudioState(photo(), result(0.5 / depth - 0.3, DepthKind.RELATIVE_DISPARITY),
+                             "x", points=[(3, 4)])
+    text = studio.measure_text(rel)
+    value = 0.5 / depth[4, 3] - 0.3
+    assert f"relative inverse depth {value:.4g}" in text and " depth " not in text.replace(
+        "inverse depth", "")
+    metric = studio.StudioState(photo(), result(depth, DepthKind.METRIC_DEPTH), "x",
+                                points=[(3, 4)])
+    assert f"depth {depth[4, 3]:.4g} m" in studio.measure_text(metric)
+
+
+def test_one_anchor_on_a_relative_model_says_what_it_fitted():
+    depth = ramp_depth()
+    st = studio.StudioState(photo(), result(2.0 / depth - 0.9, DepthKind.RELATIVE_DISPARITY),
+                            "x")
+    aligned = studio.align(st, [(20, 20, 2.5)])
+    assert aligned.alignment["determined"] == "scale (shift from the shape rule)"
+    assert aligned.alignment["residual"] == "not measurable with 1 anchor"
+    assert aligned.current.depth[20, 20] == pytest.approx(2.5, rel=1e-5)
+    finite = aligned.current.depth[np.isfinite(aligned.current.depth)]
+    assert (finite > 0).all() and finite.max() / finite.min() < 40
+    text = studio.info_markdown(studio.describe(aligned, aligned.shape(), {}))
+    assert "scale (shift from the shape rule) fitted" in text
 
 
 @pytest.mark.parametrize("kind", [DepthKind.METRIC_DEPTH, DepthKind.RELATIVE_DISPARITY])
@@ -274,3 +318,14 @@ def test_importing_the_app_builds_and_launches_nothing():
     assert callable(app.serve) and callable(ui.build_studio) and callable(server.build_server)
     assert not hasattr(app, "demo") and not hasattr(app, "settings")
     assert {t.name for t in threading.enumerate()} <= threads  # no server thread
+
+
+def test_anchors_that_would_give_negative_depths_are_refused_and_change_nothing():
+    depth = ramp_depth()
+    pred = 1.0 / depth  # the truth up to scale
+    st = studio.StudioState(photo(), result(pred, DepthKind.RELATIVE_DISPARITY), "x")
+    # anchors saying 1/depth = pred - 0.5: every pixel farther than 2 m is beyond infinity
+    anchors = [(u, v, 1.0 / (float(pred[v, u]) - 0.5)) for u, v in ((0, 0), (5, 5))]
+    with pytest.raises(InputError, match="negative or absurd depths"):
+        studio.align(st, anchors)
+    assert st.aligned is None and st.alignment is None

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import real_data_fixture
 
 from bench.run_all import BENCHMARKS
 
@@ -23,6 +24,7 @@ def _positive(x) -> bool:
 
 
 @pytest.fixture(scope="module")
+@real_data_fixture
 def quick_run(tmp_path_factory):
     """One quick run of the whole suite (2.5 min here when quiet) and its outputs."""
     from conftest import require_shared_data

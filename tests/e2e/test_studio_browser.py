@@ -14,7 +14,9 @@ from depthweb.pfm import read_pfm
 
 pytestmark = pytest.mark.e2e
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"  # shipped, with credits
 PHOTO = "randy-fath-G1yhU1Ej-9A-unsplash.jpg"  # 1500x1000 chess pieces (Unsplash)
+STUDENT = "depthweb-student"
 
 
 def wait_for_image(page, selector: str, count: int = 1) -> None:
@@ -27,6 +29,14 @@ def wait_for_image(page, selector: str, count: int = 1) -> None:
         }""",
         arg=[selector, count],
     )
+
+
+def choose_student(page) -> None:
+    """Pick the bundled student in the Predict tab's model dropdown."""
+    page.locator("#predict-model input").click()
+    page.get_by_role("option", name=re.compile(STUDENT)).first.click()
+    page.wait_for_function("() => document.querySelector('#predict-model input').value"
+                           f".includes('{STUDENT}')")
 
 
 def click_image_pixel(page, selector: str, u: float, v: float) -> None:
@@ -47,9 +57,10 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
     page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)
 
 
-def test_predict_a_real_photo_slider_3d_and_npy_download(page, shared_data, artifacts, tmp_path):
-    photo = shared_data / "wild" / PHOTO
+def test_predict_a_real_photo_slider_3d_and_npy_download(page, artifacts, tmp_path):
+    photo = EXAMPLES / PHOTO
     height, width = load_image(photo).rgb.shape[:2]
+    choose_student(page)  # the bundled model: real shapes, so one anchor lands on a surface
     page.locator("#predict-photo input[type=file]").set_input_files(str(photo))
     wait_for_image(page, "#predict-photo")
     page.click("#predict-run")
@@ -91,7 +102,8 @@ def test_predict_a_real_photo_slider_3d_and_npy_download(page, shared_data, arti
     assert "needs metric depth" in readout  # a relative model measures nothing in metres
     page.screenshot(path=str(artifacts / "predict_measure.png"))
 
-    # One scale anchor (2 m at the centre) makes the prediction metric; A-B is then in metres.
+    # One scale anchor (2 m at the centre) scales the 3D shape to metres; A-B is then in metres
+    # and must match the aligned depth map the downloads then offer.
     page.get_by_label("Add anchor").check()
     page.locator("#predict-anchor-depth input").fill("2.0")
     click_image_pixel(page, clicks, width * 0.5, height * 0.5)
@@ -103,12 +115,19 @@ def test_predict_a_real_photo_slider_3d_and_npy_download(page, shared_data, arti
     readout = page.locator("#predict-measure").inner_text()
     points = [tuple(map(int, m)) for m in re.findall(r"pixel \((\d+), (\d+)\)", readout)]
     measured = float(re.search(r"Distance A.B\*?\*?: ([0-9.]+) m", readout).group(1))
-    scale = 0.5 / float(depth[round(height * 0.5), round(width * 0.5)])  # 1/z = scale * d
+    info = page.locator("#predict-info").inner_text()
+    assert "Aligned" in info and "scale (shift from the shape rule) fitted" in info
+    page.wait_for_selector('#predict-downloads a[download$=".glb"]', timeout=120_000)
+    with page.expect_download() as download:
+        page.locator('#predict-downloads a[download$=".npy"]').first.click()
+    download.value.save_as(tmp_path / "aligned.npy")
+    aligned = np.load(tmp_path / "aligned.npy")
+    r, c = round(height * 0.5), round(width * 0.5)  # the click lands within a pixel of it
+    assert np.nanmin(np.abs(aligned[r - 1:r + 2, c - 1:c + 2] - 2.0)) < 2e-4
     f = 0.5 * width / np.tan(np.radians(30.0))  # the assumed 60 deg horizontal FOV
-    xyz = [np.array([(u - width / 2) / f, (v - height / 2) / f, 1.0]) / (scale * depth[v, u])
+    xyz = [np.array([(u - width / 2) / f, (v - height / 2) / f, 1.0]) * aligned[v, u]
            for u, v in points]
     assert measured == pytest.approx(float(np.linalg.norm(xyz[0] - xyz[1])), abs=1.5e-3)
-    assert "Aligned" in page.locator("#predict-info").inner_text()
     page.screenshot(path=str(artifacts / "predict_aligned.png"))
 
     wait_for_image(page, "#predict-normals")
@@ -170,8 +189,8 @@ def test_stereo_tab_reports_depth_matching_ground_truth(page, shared_data, artif
     page.locator("#stereo-model3d").screenshot(path=str(artifacts / "stereo_glb.png"))
 
 
-def test_compare_two_models_side_by_side(page, shared_data, artifacts):
-    photo = shared_data / "wild" / "monodepth2_test_image.jpg"
+def test_compare_two_models_side_by_side(page, artifacts):
+    photo = EXAMPLES / "monodepth2_test_image.jpg"
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-photo input[type=file]").set_input_files(str(photo))
     wait_for_image(page, "#compare-photo")

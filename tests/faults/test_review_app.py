@@ -57,6 +57,7 @@ def _kill_when_paused(server, marker) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_app_killed_mid_save_serves_the_same_state(tmp_path, tiny_teacher):
     from tests.conftest import require_shared_data
 

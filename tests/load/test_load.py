@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import real_data_fixture
 from tests.load.scenario import format_table, run_scenario
 from tests.load.workload import KINDS
 
@@ -29,6 +30,7 @@ SAVES = ("note", "anchors", "approve")
 
 
 @pytest.fixture(scope="module")
+@real_data_fixture
 def load_run(tmp_path_factory):
     from tests.conftest import require_shared_data
 

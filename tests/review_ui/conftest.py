@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.builders import build_tiny_depth_anything
+from tests.conftest import real_data_fixture
 from tests.review_ui.server import (
     ReviewServer,
     client_logins,
@@ -23,6 +24,7 @@ ARTIFACTS = REPO / "test-artifacts" / "review"
 
 
 @pytest.fixture(scope="session")
+@real_data_fixture
 def review_server(tmp_path_factory, pytestconfig) -> ReviewServer:
     from tests.conftest import require_shared_data
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.builders import build_tiny_depth_anything
+from tests.conftest import real_data_fixture
 from tests.review_ui.server import (
     PASSWORD,
     ReviewServer,
@@ -54,6 +55,7 @@ def _seed_extras(data_dir: Path, root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+@real_data_fixture
 def sec_server(tmp_path_factory, pytestconfig) -> ReviewServer:
     from tests.conftest import require_shared_data
 
@@ -62,7 +64,11 @@ def sec_server(tmp_path_factory, pytestconfig) -> ReviewServer:
     weights = build_tiny_depth_anything(root / "teacher")
     data_dir = seed(root, shared, weights)
     _seed_extras(data_dir, root)
-    server = start_review_app(root, data_dir, weights)
+    models = root / "models"  # the Studio's /compare needs two models: the tiny teacher too
+    models.mkdir()
+    (models / "depth-anything-v2-small").symlink_to(weights, target_is_directory=True)
+    server = start_review_app(root, data_dir, weights,
+                              extra_env={"DEPTHWEB_MODEL_DIR": str(models)})
     pytestconfig.add_cleanup(server.stop)
     return server
 

@@ -91,7 +91,7 @@ def arguments(name: str, case: Case) -> tuple:
     photo = handle_file(str(case.photo))
     table = {
         "/predict": (photo, "depthweb-student", 0, 0, 0, ""),
-        "/compare": (photo, ["depthweb-student"], ""),
+        "/compare": (photo, ["depthweb-student", "depth-anything-v2-small"], ""),
         "/stereo": (photo, photo, None, 500, 0.1, 0, ""),
         "/review_open": (t,),
         "/review_next": ("nyu",),

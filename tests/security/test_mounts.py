@@ -27,6 +27,8 @@ BY_SECRET_ID = {"/gradio_api/reset", "/gradio_api/reset/", "/gradio_api/cancel",
                 "/gradio_api/stream/{session_hash}/{run}/{component_id}/playlist-file"}
 """Review routes Gradio answers without login: they act only on an unguessable event id or
 session hash (unknown ones: a no-op or 404) or say only that nobody is logged in."""
+DISABLED = {"/gradio_api/runs", "/gradio_api/runs/"}
+"""Run history, turned off for the review mount (nothing of it is kept in browsers)."""
 REVIEW_WORDS = (b"review_", b"admin_", b"train_", b"nyu", b"seed-v1", b"$argon2")
 
 
@@ -66,7 +68,9 @@ def test_nothing_of_the_review_mount_answers_anonymous_callers(sec_server, route
             for method in route.methods:
                 status, body = _anonymous(anon, method, route.url_path())
                 probed += 1
-                if classify(route) == "login" and route.path not in BY_SECRET_ID:
+                if route.path in DISABLED:
+                    ok = status in (401, 403, 404)
+                elif classify(route) == "login" and route.path not in BY_SECRET_ID:
                     ok = status in (401, 403)
                 else:  # open: login page, assets, "nobody is logged in" answers
                     ok = status < 500 and not any(w in body for w in REVIEW_WORDS)
@@ -104,8 +108,14 @@ def test_anonymous_studio_calls_answer_with_users_in_the_database(sec_server, ct
         assert s.scalar(select(func.count(User.id))) >= 4  # the review platform has users
     visitor = Client(sec_server.studio_url, verbose=False, analytics_enabled=False,
                      download_files=str(tmp_path / "dl"))
+    from gradio_client.exceptions import AppError
+
     case = make_case(ctx, tmp_path, str(sec_server.teacher_weights))
-    out = visitor.predict(*arguments(name, case), api_name=name)
+    try:
+        out = visitor.predict(*arguments(name, case), api_name=name)
+    except AppError as err:  # the tiny random teacher predicts a constant map: /compare ran
+        assert name == "/compare" and "every other model predicts a constant map" in str(err)
+        return  # both models, for an anonymous caller, and said so in one sentence
     assert isinstance(out, tuple | list) and any(v not in (None, "", [], {}) for v in out)
 
 
@@ -114,7 +124,7 @@ def test_review_outputs_are_served_to_the_review_login_only(sec_server, http, ct
     served through the review mount with the login cookie, never through the Studio."""
     case = make_case(ctx, tmp_path, str(sec_server.teacher_weights))
     boss = http("boss")
-    r = boss.post("/gradio_api/run/review_open", json={"data": [case.task_id]})
+    r = boss.post("/gradio_api/run/review_open", json={"data": [case.task_id, None]})
     assert r.status_code == 200, r.text[:200]
     paths = [v["path"] for v in r.json()["data"] if isinstance(v, dict) and v.get("path")]
     assert paths and all("review-private" in p for p in paths)

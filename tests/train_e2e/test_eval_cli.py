@@ -122,6 +122,7 @@ def test_a_folder_without_frames_is_refused(tmp_path):
         load_samples(tmp_path / "empty")
 
 
+@pytest.mark.real_data
 def test_eval_reads_the_real_nyu_and_kitti_folders(tiny_run, tmp_path, cli):
     from tests.conftest import require_shared_data
 

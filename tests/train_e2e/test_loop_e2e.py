@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -88,6 +89,7 @@ def models_json(data_dir: Path) -> list[dict]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.real_data
 def test_reviewed_labels_train_a_student_that_becomes_the_next_teacher(tmp_path, cli):
     nyu = require_shared_data() / "nyu"
     data_dir = tmp_path / "data"  # the cli fixture's DEPTHWEB_DATA_DIR: SQLite + blobs + students

@@ -34,7 +34,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +318,7 @@ def _write_manifest(tmp: Path, rows: list[dict], name: str, filter: str,
     _write(tmp / "manifest.jsonl", manifest)
     _parquet(rows, tmp / "manifest.parquet")
     meta = {"format": FORMAT, "dataset": name, "filter": filter, "count": len(rows),
-            "created_at": datetime.now(UTC).isoformat(), "manifest_sha256": sha,
+            "created_at": datetime.now(timezone.utc).isoformat(), "manifest_sha256": sha,
             "val_fraction": val_fraction}
     _write(tmp / "export.json", json.dumps(meta, indent=2).encode())
     return sha

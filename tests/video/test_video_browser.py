@@ -1,0 +1,32 @@
+"""The Video tab in Debian's Chromium: upload a phone clip, the side-by-side WebM plays."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.video.clips import phone_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def test_video_tab_plays_the_side_by_side_clip(page, tmp_path, artifacts):
+    clip = phone_clip(tmp_path / "IMG_0003.mov", frames=10)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    page.wait_for_timeout(500)
+    page.click("#video-run")
+    video = page.locator("#video-out video")
+    video.wait_for(state="attached", timeout=180_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video-out video');"
+        " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
+    facts = video.evaluate("v => ({ready: v.readyState, duration: v.duration, w: v.videoWidth,"
+                           " h: v.videoHeight, err: v.error && v.error.code})")
+    assert facts["err"] is None and facts["duration"] > 0.2
+    assert (facts["w"], facts["h"]) == (384, 320)  # rotated 192x320 photo | depth
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function(  # it plays: the position moves (generous timeout, loaded machine)
+        "() => document.querySelector('#video-out video').currentTime > 0", timeout=60_000)
+    page.wait_for_selector("#video-plot .js-plotly-plot", timeout=60_000)
+    assert "Frames" in page.locator("#video-info").inner_text()
+    page.screenshot(path=str(artifacts / "video_tab.png"), full_page=True)
