@@ -1,6 +1,6 @@
-"""Review-platform commands: ``db upgrade``, ``db gc``, ``users add``, ``users list``,
-``users passwd``, ``users disable``, ``users enable``, ``import``, ``import-depth``,
-``pseudo-label``, ``export``.
+"""Review-platform commands: ``db upgrade``, ``db gc``, ``db check``, ``users add``,
+``users list``, ``users passwd``, ``users disable``, ``users enable``, ``import``,
+``import-depth``, ``pseudo-label``, ``export``.
 
 The database URL and the data directory (blob store) come from the settings
 (``DEPTHWEB_DATABASE_URL``, ``DEPTHWEB_DATA_DIR``) for every command. Commands act as the local
@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-age-s", type=float, default=3600.0,
                    help="only files older than this (younger ones may await their row)")
     p.set_defaults(func=cmd_db_gc)
+    p = db_sub.add_parser("check", help="verify every blob file against its sha256; tasks "
+                          "with a missing or corrupt file are named (and set aside as broken)")
+    p.add_argument("--no-mark", action="store_true",
+                   help="only report; do not set the affected tasks aside as broken")
+    p.set_defaults(func=cmd_db_check)
 
     users = sub.add_parser("users", help="manage review accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -163,6 +168,21 @@ def cmd_db_gc(args: argparse.Namespace) -> int:
         removed = ctx.store.gc(s, min_age_s=args.min_age_s)
     print(f"removed {len(removed)} orphan blob file(s) from {ctx.store.url}")
     return 0
+
+
+@_one_line_errors
+def cmd_db_check(args: argparse.Namespace) -> int:
+    """Exit status 0 when every blob is intact, 1 when a problem was found."""
+    from depthweb.services.review.admin import check_store
+
+    with _context() as ctx:
+        report = check_store(ctx, mark_broken=not args.no_mark)
+    for problem in report.problems:
+        print(problem.sentence())
+    marked = "" if args.no_mark or not report.broken_tasks else " (set aside as broken)"
+    print(f"checked {report.n_checked} blob(s): {len(report.problems)} problem(s); "
+          f"{len(report.broken_tasks)} task(s) affected{marked}")
+    return 1 if report.problems else 0
 
 
 def _read_password(from_stdin: bool) -> str:

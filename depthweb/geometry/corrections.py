@@ -8,14 +8,14 @@ modified); applying the same corrections in the same order always gives the same
 
 - **mask**: union / replace / subtract a painted region into the ignore mask; depth unchanged.
 - **anchors**: a few pixels of known metric depth re-fit scale and shift in the native space
-  (:func:`depthweb.geometry.align.align_to_anchors`); the label becomes ``metric_depth``.
-- **ordinal**: pairs "A is closer than B". A global scale and shift never changes an ordering,
-  so the fit adds the smallest tilt ``x' = x + a u_n + b v_n`` instead (``u_n, v_n``: pixel
-  coordinates centred on the valid pixels, in units of the longer side), the low-frequency error
-  relative models typically make: least mean squared change over the valid, non-ignored pixels
-  with every pair in order by a margin (1 % of the label's 5-95 % range unless given), solved
-  exactly (a 2-parameter quadratic programme, Hildreth's dual coordinate ascent). Contradictory
-  pairs, and tilts that would put depth behind the camera, are refused.
+  (:func:`depthweb.geometry.align.align_to_anchors`); the label becomes ``metric_depth``. Under
+  rules 2 a disparity label needs two anchors (one cannot fix the shift) and a fit that leaves
+  usable pixels without a positive depth is refused.
+- **ordinal**: pairs "A is closer than B", by default a *local* edge-aware change around each
+  closer point (:mod:`depthweb.geometry.ordinal`: pixels beyond its radius never change, the
+  pair ends ordered by a margin in the label's units, no disparity turns negative); a global
+  tilt ``x' = x + a u_n + b v_n`` (the smallest that orders every pair) only when asked for
+  (``payload["mode"] = "tilt"``) or for revisions made under rules 1.
 - **plane fill**: the border ring of a painted region (``ring_px`` wide, valid, not ignored, not
   far) is back-projected with the intrinsics and a 3D plane is fitted to it (total least squares);
   the region's depth becomes the plane's intersection with each pixel's ray. For
@@ -28,7 +28,6 @@ modified); applying the same corrections in the same order always gives the same
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,12 +37,28 @@ import numpy as np
 from depthweb.errors import InputError
 from depthweb.geometry.align import align_to_anchors
 from depthweb.geometry.backproject import pixel_rays
+from depthweb.geometry.ordinal import (
+    MARGIN_FRACTION,
+    order_pairs_locally,
+    tilt_pairs,
+    typical_magnitude,
+)
+from depthweb.geometry.rules_v1 import anchors_v1
 from depthweb.types import DepthKind, Intrinsics
 
 MASK_MODES = ("union", "replace", "subtract")
 DEFAULT_RING_PX = 3
-DEFAULT_MARGIN_FRACTION = 0.01
-_HILDRETH_SWEEPS = 5000
+DEFAULT_MARGIN_FRACTION = 0.01  # rules 1 (global tilt) only
+ORDINAL_MODES = ("local", "tilt")
+RULES_VERSION = 2
+"""The version of the correction rules new corrections are made with (stored with each
+revision; a label recomputes with the rules its revisions were made with):
+
+- 1: ordinal pairs are always a global tilt (margin 1 % of the 5-95 % range); anchors fit
+  scale (one anchor, shift 0) or scale and shift with no checks on the result.
+- 2: ordinal pairs are local and edge-aware unless a tilt is asked for (margin 2 % of the
+  label's typical magnitude); anchors follow :func:`refit_anchors`'s refusal rules.
+"""
 
 
 @dataclass(frozen=True)
@@ -162,12 +177,39 @@ def parse_anchors(payload: Mapping[str, Any]) -> list[tuple[float, float, float]
     return out
 
 
-def refit_anchors(label: LabelMap, anchors: Sequence[tuple[float, float, float]]) -> LabelMap:
-    """Scale (and shift, with 2+ anchors) fitted in the native space; returns metric depth."""
-    judged = np.isfinite(label.depth) & ~label.far & ~label.ignore  # far/ignored: not judged
-    aligned = align_to_anchors(label.depth, label.kind, list(anchors), valid=judged)
-    out = LabelMap(aligned.depth.astype(np.float32), DepthKind.METRIC_DEPTH,
-                   label.ignore.copy(), label.far.copy())
+def refit_anchors(
+    label: LabelMap,
+    anchors: Sequence[tuple[float, float, float]],
+    *,
+    rules_version: int = RULES_VERSION,
+) -> LabelMap:
+    """Scale (and shift, with 2+ anchors) fitted in the native space; returns metric depth.
+
+    Rules 2 refuse (InputError) one anchor on a disparity label, and a fit that leaves more
+    than 1 % of the usable pixels without a positive, finite depth.
+    """
+    usable = label.valid() & ~label.ignore & ~label.far
+    if (rules_version >= 2 and label.kind is DepthKind.RELATIVE_DISPARITY
+            and len(anchors) < 2):
+        raise InputError(
+            "One anchor cannot fix both the scale and the shift of a disparity label; add a "
+            "second anchor at a different depth."
+        )
+    if rules_version < 2:
+        depth = anchors_v1(label.depth, label.kind, list(anchors))
+    else:
+        judged = np.isfinite(label.depth) & ~label.far & ~label.ignore  # not judged: far/ignored
+        depth = align_to_anchors(label.depth, label.kind, list(anchors),
+                                 valid=judged).depth.astype(np.float32)
+    if rules_version >= 2 and usable.any():
+        with np.errstate(invalid="ignore"):
+            lost = usable & ~(np.isfinite(depth) & (depth > 0))
+        if lost.sum() > 0.01 * usable.sum():
+            raise InputError(
+                f"These anchors would put {100.0 * lost.sum() / usable.sum():.0f} % of the "
+                "label behind the camera or at infinity; check their depths or add an anchor."
+            )
+    out = LabelMap(depth, DepthKind.METRIC_DEPTH, label.ignore.copy(), label.far.copy())
     return _with_far(out)
 
 
@@ -192,105 +234,41 @@ def parse_pairs(payload: Mapping[str, Any]) -> list[tuple[float, float, float, f
     return out
 
 
-def _pixel(label: LabelMap, u: float, v: float) -> tuple[int, int]:
-    h, w = label.shape
-    if not (math.isfinite(u) and math.isfinite(v)):
-        raise InputError(f"Point ({u}, {v}) needs a finite pixel column and row.")
-    col, row = round(u), round(v)
-    if not (0 <= col < w and 0 <= row < h):
-        raise InputError(f"Point ({col}, {row}) is outside the {w}x{h} image.")
-    if not math.isfinite(float(label.depth[row, col])):
-        raise InputError(f"Point ({col}, {row}) has no depth; move it onto a surface.")
-    return row, col
-
-
-def _ramp(label: LabelMap, fit_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centred, scaled pixel coordinates: ``(u_n, v_n)`` (H, W) each, with zero mean over the
-    fit pixels and the longer image side as unit."""
-    h, w = label.shape
-    side = float(max(h, w))
-    v, u = np.indices((h, w), dtype=np.float64)
-    return (u - u[fit_px].mean()) / side, (v - v[fit_px].mean()) / side
-
-
-def _hildreth(q: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """argmin_{lam >= 0} 0.5 lam' Q lam - b' lam by coordinate descent (Hildreth 1957)."""
-    lam = np.zeros(b.size)
-    for _ in range(_HILDRETH_SWEEPS):
-        biggest = 0.0
-        for k in range(b.size):
-            new = max(0.0, lam[k] + (b[k] - float(q[k] @ lam)) / q[k, k])
-            biggest = max(biggest, abs(new - lam[k]))
-            lam[k] = new
-        if biggest <= 1e-13 * (1.0 + float(np.abs(lam).max())):
-            break
-    return lam
-
-
-def _ordinal_constraints(
-    label: LabelMap,
-    pairs: Sequence[tuple[float, float, float, float]],
-    ramp: tuple[np.ndarray, np.ndarray],
-    margin: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(G (K, 2), need (K,))``: pair k is in order with ``margin`` when
-    ``G[k] . (a, b) >= need[k]``."""
-    sign = -1.0 if label.kind is DepthKind.RELATIVE_DISPARITY else 1.0
-    rows, need = [], []
-    for ua, va, ub, vb in pairs:
-        a, b = _pixel(label, ua, va), _pixel(label, ub, vb)
-        if a == b:
-            raise InputError(f"Pair point A and B are the same pixel {a[::-1]}; pick two points.")
-        if label.far[a]:
-            raise InputError(f"Point {a[::-1]} is marked far, so it cannot be the closer one.")
-        if label.far[b]:
-            continue  # far is behind everything: nothing to fit
-        rows.append([sign * (ramp[0][b] - ramp[0][a]), sign * (ramp[1][b] - ramp[1][a])])
-        need.append(margin - sign * float(label.depth[b] - label.depth[a]))
-    return np.array(rows, dtype=np.float64).reshape(-1, 2), np.array(need, dtype=np.float64)
-
-
 def refit_ordinal(
     label: LabelMap,
     pairs: Sequence[tuple[float, float, float, float]],
     *,
     margin: float | None = None,
+    mode: str = "local",
+    guide: np.ndarray | None = None,
+    radius_px: int | None = None,
+    rules_version: int = RULES_VERSION,
 ) -> LabelMap:
-    """The smallest tilt ``x' = x + a u_n + b v_n`` that orders every pair (module docs).
+    """Order every pair "A closer than B" (module docs).
 
-    Raises:
-        InputError: the pairs contradict each other, or the tilt would push depth behind the
-            camera.
+    ``mode="local"`` (rules 2+): :func:`depthweb.geometry.ordinal.order_pairs_locally` moves the
+    segment around each closer point (``guide``: the photo at label size, floats in [0, 1]);
+    ``mode="tilt"``: the smallest global tilt (rules 1 always tilt, with the old margin: 1 % of
+    the 5-95 % range).
     """
+    if mode not in ORDINAL_MODES:
+        raise InputError(f"Unknown ordinal mode {mode!r}; use one of {', '.join(ORDINAL_MODES)}.")
     fit_px = label.valid() & ~label.ignore & ~label.far
     if fit_px.sum() < 3:
         raise InputError("The label has too few valid pixels to re-fit; unmask some.")
-    if margin is None:
-        lo, hi = np.percentile(label.depth[fit_px], [5.0, 95.0])
-        margin = DEFAULT_MARGIN_FRACTION * max(float(hi - lo), 1e-6)
-    ramp = _ramp(label, fit_px)
-    g, need = _ordinal_constraints(label, pairs, ramp, margin)
-    if g.size == 0 or np.all(need <= 0):
-        return label
-    r = np.stack([ramp[0][fit_px], ramp[1][fit_px]], axis=1)
-    hess = r.T @ r / r.shape[0]  # mean squared change of the label per unit (a, b)
-    if np.linalg.cond(hess) > 1e12:
-        raise InputError("The label's valid pixels lie on a line; unmask more of the image.")
-    hinv = np.linalg.inv(hess)
-    tilt = hinv @ g.T @ _hildreth(g @ hinv @ g.T, need)
-    if np.any(g @ tilt < need - 1e-9 * margin):
-        raise InputError(
-            "These 'closer than' pairs contradict each other; remove one, or fix the region "
-            "with a plane or far fill instead."
-        )
-    new = label.depth.astype(np.float64) + tilt[0] * ramp[0] + tilt[1] * ramp[1]
-    out = replace(label, depth=new.astype(np.float32))
-    if label.kind is not DepthKind.RELATIVE_DISPARITY and np.any(out.depth[fit_px] <= 0):
-        raise InputError(
-            "Ordering these pairs would push part of the depth map behind the camera; "
-            "remove a pair or fix the region with a plane fill instead."
-        )
-    return _with_far(out)
+    if rules_version < 2:
+        if margin is None:
+            lo, hi = np.percentile(label.depth[fit_px], [5.0, 95.0])
+            margin = DEFAULT_MARGIN_FRACTION * max(float(hi - lo), 1e-6)
+        mode = "tilt"
+    elif margin is None:
+        margin = MARGIN_FRACTION * typical_magnitude(label.depth, fit_px)
+    if mode == "tilt":
+        new = tilt_pairs(label.depth, label.kind, fit_px, label.far, pairs, margin)
+        return label if new is None else _with_far(replace(label, depth=new))
+    new = order_pairs_locally(label.depth, label.kind, fit_px, pairs, far=label.far,
+                              guide=guide, margin=margin, radius_px=radius_px)
+    return _with_far(replace(label, depth=new))
 
 
 # ---------------------------------------------------------------------------- plane fill
@@ -390,17 +368,26 @@ def apply_correction(
     payload: Mapping[str, Any] | None,
     region: np.ndarray | None,
     intrinsics: Intrinsics,
+    *,
+    guide: np.ndarray | None = None,
+    rules_version: int = RULES_VERSION,
 ) -> LabelMap:
-    """Apply one stored correction (``action`` = mask, anchors, ordinal, plane_fill, far_fill)."""
+    """Apply one stored correction (``action`` = mask, anchors, ordinal, plane_fill, far_fill)
+    with the rules it was made with (``rules_version``); ``guide`` is the photo at label size
+    (floats in [0, 1]) for local ordinal pairs."""
     payload = payload or {}
+    if rules_version < 1 or rules_version > RULES_VERSION:
+        raise InputError(f"Correction rules version {rules_version} is unknown here.")
     if action == "mask":
         return apply_mask(label, region, str(payload.get("mode", "union")))
     if action == "anchors":
-        return refit_anchors(label, parse_anchors(payload))
+        return refit_anchors(label, parse_anchors(payload), rules_version=rules_version)
     if action == "ordinal":
         margin = payload.get("margin")
         return refit_ordinal(label, parse_pairs(payload),
-                             margin=None if margin is None else float(margin))
+                             margin=None if margin is None else float(margin),
+                             mode=str(payload.get("mode", "local")), guide=guide,
+                             rules_version=rules_version)
     if action == "plane_fill":
         return plane_fill(label, region, intrinsics,
                           ring_px=int(payload.get("ring_px", DEFAULT_RING_PX)))

@@ -317,15 +317,27 @@ def require_admin(ctx, username: str | None) -> None:
 
 
 def export_names(ctx, username: str | None) -> list[str]:
-    """Exports under ``<data_dir>/exports`` (admins only), newest first."""
+    """Every export that can be trained on (admins only), newest first: the folders under
+    ``<data_dir>/exports`` (by name) and every other export the database knows, made with the
+    CLI or the web app (by absolute path), whose folder still holds a manifest."""
+    from sqlalchemy import select
+
     from depthweb.services.review.admin import exports_root
+    from depthweb.store.models import Export
 
     require_admin(ctx, username)
-    root = exports_root(ctx)
+    root = exports_root(ctx).resolve() if exports_root(ctx).exists() else exports_root(ctx)
     # hidden folders are exports being written or left by killed runs: never offered
-    found = [p for p in root.iterdir() if not p.name.startswith(".")
-             and (p / "manifest.jsonl").is_file()] if root.is_dir() else []
-    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+    found = {p.resolve(): p.stat().st_mtime for p in (root.iterdir() if root.is_dir() else [])
+             if not p.name.startswith(".") and (p / "manifest.jsonl").is_file()}
+    with ctx.session(readonly=True) as s:
+        for path, created in s.execute(select(Export.path, Export.created_at)):
+            p = Path(path)
+            if p.is_absolute() and not p.name.startswith(".") \
+                    and (p / "manifest.jsonl").is_file():
+                found.setdefault(p.resolve(), created.timestamp())
+    ordered = sorted(found, key=lambda p: found[p], reverse=True)
+    return [p.name if p.parent == root else str(p) for p in ordered]
 
 
 def eval_folders(settings: Settings) -> list[str]:
@@ -353,8 +365,14 @@ def start_web_run(manager: TrainManager, ctx, username: str | None, *, export: s
         raise InputError("Choose an export to train on (the Admin tab writes them).")
     if preset not in PRESETS:
         raise InputError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    export_dir = resolve_out_dir(export, exports_root(ctx))
-    name = name or registry.default_name(f"{export}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if Path(export).is_absolute():  # an export the database knows (e.g. made with the CLI)
+        if export not in export_names(ctx, username):
+            raise InputError(f"{export} is not an export the database knows; pick one from "
+                             "the list.")
+        export_dir = Path(export)
+    else:
+        export_dir = resolve_out_dir(export, exports_root(ctx))
+    name = name or registry.default_name(f"{export_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     registry.check_name(name, settings)
     run_dir = Path(settings.data_dir).expanduser() / RUNS_DIRNAME / name
     cfg = build_config(export_dir, preset, steps=steps)  # checks before the thread starts

@@ -29,3 +29,19 @@ class NotFoundError(DepthwebError):
 
 class InvalidActionError(DepthwebError):
     """The action is not allowed in the task's current state (e.g. reviewing twice)."""
+
+
+class ClaimedError(InvalidActionError):
+    """The task is claimed (a valid lease) by another reviewer; nothing was saved."""
+
+    def __init__(self, task_id: int, claimed_at_text: str, lease_minutes: int) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"Task {task_id} was claimed by another reviewer at {claimed_at_text} (a claim lasts "
+            f"{lease_minutes} minutes, so any earlier claim of yours had run out); nothing was "
+            "saved: press Next task."
+        )
+
+
+class BrokenTaskError(InvalidActionError):
+    """A file the task needs is missing or fails its checksum; the task was set aside."""

@@ -41,6 +41,7 @@ class TaskStatus(StrEnum):
     SUBMITTED = "submitted"  # N reviews disagree: awaiting admin adjudication
     APPROVED = "approved"
     REJECTED = "rejected"
+    BROKEN = "broken"  # a file it needs is missing or fails its checksum: set aside
 
 
 class Decision(StrEnum):
@@ -60,12 +61,17 @@ class Action(StrEnum):
     FAR_FILL = "far_fill"  # region marked "far"; blob = region
     NOTE = "note"
     ADJUDICATE = "adjudicate"
+    UNDO = "undo"  # reverts the author's own last correction (payload["undoes"])
+    PICK = "pick"  # an admin picks (or merges) crowd branches into the exported label
 
 
 CORRECTION_ACTIONS: frozenset[Action] = frozenset(
     {Action.MASK, Action.ANCHORS, Action.ORDINAL, Action.PLANE_FILL, Action.FAR_FILL}
 )
 """Actions that change the label (the rest record decisions or notes)."""
+
+LABEL_ACTIONS: frozenset[Action] = CORRECTION_ACTIONS | {Action.UNDO, Action.PICK}
+"""Actions whose revision carries the label it produced (``label_blob_sha256``)."""
 
 FINAL_STATUSES: frozenset[TaskStatus] = frozenset({TaskStatus.APPROVED, TaskStatus.REJECTED})
 
@@ -244,6 +250,7 @@ class Task(Base):
     is_gold: Mapped[bool] = mapped_column(default=False)
     gold_decision: Mapped[str | None] = mapped_column(String(16))
     required_reviews: Mapped[int] = mapped_column(default=1)
+    broken_reason: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -258,6 +265,13 @@ class Revision(Base):
 
     ``task_version`` is the task version this action produced; unique per task, and a parent
     has at most one child, so the history of a task is a single chain.
+
+    Label revisions (:data:`LABEL_ACTIONS`) keep the label they produced: ``label_blob_sha256``
+    (float32 (H, W) in ``payload["label_kind"]`` space) and ``flags_blob_sha256`` (uint8 (H, W):
+    bit 0 ignore, bit 1 far); both None = the teacher's prediction. ``rules_version`` is the
+    version of the correction rules that made it (see ``geometry.corrections.RULES_VERSION``).
+    ``branch_id``: the reviewer whose independent branch this is (crowd and gold tasks), None
+    for the shared label.
     """
 
     __tablename__ = "revisions"
@@ -275,10 +289,16 @@ class Revision(Base):
     action: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"))
+    rules_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    label_blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"))
+    flags_blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"))
+    branch_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    author: Mapped[User] = relationship()
-    blob: Mapped[Blob | None] = relationship()
+    author: Mapped[User] = relationship(foreign_keys=[author_id])
+    blob: Mapped[Blob | None] = relationship(foreign_keys=[blob_sha256])
+    label_blob: Mapped[Blob | None] = relationship(foreign_keys=[label_blob_sha256])
+    flags_blob: Mapped[Blob | None] = relationship(foreign_keys=[flags_blob_sha256])
 
 
 class Review(Base):

@@ -19,7 +19,7 @@ from depthweb.services.review.exporter import FILTERS
 from depthweb.services.review.session import user_role
 from depthweb.services.studio import model_choices
 from depthweb.ui.auth import ReviewApp
-from depthweb.ui.common import GPU_QUEUE, md_inline, user_errors
+from depthweb.ui.common import GPU_QUEUE, md_escape, md_inline, user_errors
 
 COUNT_HEADERS = ["status", "tasks"]
 REVIEWER_HEADERS = ["reviewer", "reviews", "approve", "reject", "agreement", "gold reviews",
@@ -110,21 +110,26 @@ def build(app: ReviewApp) -> None:
             o = svc.overview(ctx, user, ds or None)
             names = svc.dataset_names(ctx, user)
         choices = [("all datasets", "")] + [(n, n) for n in names]
+        broken = "".join(f"\n- task {t} ({md_escape(str(img))}): {md_escape(why)}"
+                         for t, img, why in (o.broken or [])[:20])
         return (gr.Dropdown(choices=choices, value=ds or ""), list(o.counts.items()),
                 o.reviewers, o.disagreements, o.required_reviews or 1,
-                f"{sum(o.counts.values())} tasks, {len(o.disagreements)} disagreement(s).")
+                f"{sum(o.counts.values())} tasks, {len(o.disagreements)} disagreement(s), "
+                f"{len(o.broken or [])} broken (set aside: a file is missing or corrupt)."
+                + broken)
 
     overview_out = [dataset, counts, reviewers, disagreements, n_reviews, status]
     refresh.click(admin_overview, [dataset], overview_out, api_name="admin_overview")
 
     def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        # the admin tables load when the page opens (no Refresh needed)
         user = who(request, profile)
         if user_role(ctx, user) != "admin":
-            return gr.skip()
-        names = svc.dataset_names(ctx, user)
-        return gr.Dropdown(choices=[("all datasets", "")] + [(n, n) for n in names], value="")
+            return tuple(gr.skip() for _ in range(len(overview_out) + 1))
+        return (*admin_overview("", request, profile), svc.users_table(ctx, user))
 
-    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[dataset], api_visibility="private")
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[*overview_out, users],
+          api_visibility="private")
 
     def pick(table, evt: gr.SelectData):
         row = evt.row_value or []

@@ -38,17 +38,15 @@ from threading import Lock
 
 import gradio as gr
 from gradio.context import get_blocks_context
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
 from depthweb.services.review.context import ReviewContext
-from depthweb.services.review.session import ensure_oauth_user
+from depthweb.services.review.session import count_active_users, ensure_oauth_user
 from depthweb.store import LoginThrottle, authenticate
 from depthweb.store.auth import DEFAULT_THROTTLE
-from depthweb.store.models import User
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +121,6 @@ def _sqlite_file_missing(url: str) -> bool:
     return not db or db == ":memory:" or not Path(db).expanduser().is_file()
 
 
-def _count_users(ctx: ReviewContext) -> int:
-    with ctx.session(readonly=True) as s:
-        return int(s.scalar(select(func.count(User.id)).where(User.active)) or 0)
-
-
 _cache: dict[tuple[str, str], ReviewApp | None] = {}
 _cache_lock = Lock()
 
@@ -150,7 +143,7 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
     if ctx is None:
         return None
     try:
-        n_users = _count_users(ctx)
+        n_users = count_active_users(ctx)
     except SQLAlchemyError as exc:
         ctx.close()
         if mode == "on":

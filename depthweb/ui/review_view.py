@@ -3,13 +3,44 @@ notes as escaped Markdown, and the photo marked with the typed anchors and ordin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
+import gradio as gr
 import numpy as np
 
 from depthweb.services import visuals
+from depthweb.services.review import LIMITS
 from depthweb.services.review import session as svc
 from depthweb.ui.common import md_escape
+
+SHORTCUTS = {"a": "review-approve", "r": "review-reject", "n": "review-next", "u": "review-undo"}
+SHORTCUTS_TEXT = ("**Keyboard:** `A` approve · `R` reject (pick a reason first) · `N` next task "
+                  "· `U` undo your last correction (not while typing in a field)")
+SHORTCUTS_JS = """() => {
+  if (window.__dwReviewKeys) return;
+  window.__dwReviewKeys = true;
+  const keys = __KEYS__;
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const t = e.target;
+    const tag = (t && t.tagName || '').toLowerCase();
+    if (tag === 'input' || tag === 'textarea' || tag === 'select' || (t && t.isContentEditable))
+      return;
+    const id = keys[e.key.toLowerCase()];
+    const btn = id && document.getElementById(id);
+    if (btn && btn.offsetParent !== null) { e.preventDefault(); btn.click(); }
+  });
+}""".replace("__KEYS__", json.dumps(SHORTCUTS))
+
+
+def limits_markdown() -> str:
+    """The correction limits, as stated on the page (saves beyond them are refused)."""
+    lim = LIMITS
+    return (f"Limits: {lim['pairs_per_save']} pairs and {lim['anchors_per_save']} anchors per "
+            f"save; per task {lim['pairs_per_task']} pairs, {lim['anchors_per_task']} anchors, "
+            f"{lim['regions_per_task']} painted regions, {lim['corrections_per_task']} "
+            "corrections in all.")
 
 
 @dataclass(frozen=True)
@@ -78,3 +109,42 @@ def complete_rows(table, width: int) -> list[list]:
         if len(cells) == width and all(c not in (None, "") for c in cells):
             out.append(cells)
     return out
+
+
+def wire_points(c: dict, anchor_mode: str) -> None:
+    """Clicks on the photo add anchors or pairs (kept in the page until saved or cleared)."""
+
+    def on_click(shown: Shown | None, mode, depth, anchors, pairs, evt: gr.SelectData):
+        if shown is None or not shown.task_id:
+            raise gr.Error("Open a task first, then click the photo.", print_exception=False)
+        u, v = svc.to_label(float(evt.index[0]), float(evt.index[1]), shown.label_shape,
+                            shown.photo.shape[:2])
+        anchors, pairs = complete_rows(anchors, 3), complete_rows(pairs, 4)
+        if mode == anchor_mode:
+            if depth is None or not float(depth) > 0:
+                raise gr.Error("Type the true depth of the point (in metres) first, then "
+                               "click it.", print_exception=False)
+            anchors.append([u, v, float(depth)])
+        elif shown.pending is None:
+            shown = replace(shown, pending=(u, v))
+        else:
+            pairs.append([*shown.pending, u, v])
+            shown = replace(shown, pending=None)
+        return marked_photo(shown, anchors, pairs), anchors, pairs, shown
+
+    c["photo"].select(on_click, [c["shown"], c["click_mode"], c["depth"], c["anchors"],
+                                 c["pairs"]],
+                      [c["photo"], c["anchors"], c["pairs"], c["shown"]],
+                      api_visibility="private")
+
+    def on_clear(shown: Shown | None):
+        shown = replace(shown, pending=None) if shown is not None else None
+        return marked_photo(shown, [], []), [], [], shown
+
+    c["clear"].click(on_clear, [c["shown"]], [c["photo"], c["anchors"], c["pairs"], c["shown"]],
+                     api_visibility="private")
+
+    for table in (c["anchors"], c["pairs"]):
+        table.input(lambda shown, a, p: marked_photo(shown, a, p),
+                    [c["shown"], c["anchors"], c["pairs"]], [c["photo"]],
+                    api_visibility="private")

@@ -62,7 +62,7 @@ def build(app: ReviewApp, manager: svc.TrainManager) -> None:
                 "student is registered, appears in every model list and can pseudo-label the "
                 "next dataset as a teacher.")
     with gr.Row(equal_height=True):
-        export = gr.Dropdown([], value=None, label="Export (under <data dir>/exports)",
+        export = gr.Dropdown([], value=None, label="Export (every export the database knows)",
                              elem_id="train-export", scale=3)
         preset = gr.Dropdown(list(svc.PRESETS), value="small", label="Config preset",
                              elem_id="train-preset", scale=1)

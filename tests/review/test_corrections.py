@@ -119,7 +119,7 @@ def test_ordinal_pair_is_satisfied_after_the_fit(kind, wiggle):
     nearer = (lambda m, p, q: m[p[1], p[0]] > m[q[1], q[0]]) if kind == "relative_disparity" \
         else (lambda m, p, q: m[p[1], p[0]] < m[q[1], q[0]])
     assert not nearer(label.depth, a, b)
-    out = refit_ordinal(label, [(*a, *b)])
+    out = refit_ordinal(label, [(*a, *b)], mode="tilt", rules_version=1)
     assert nearer(out.depth, a, b)
     gap = abs(float(out.depth[a[1], a[0]] - out.depth[b[1], b[0]]))
     lo, hi = np.percentile(label.depth, [5, 95])
@@ -139,6 +139,8 @@ def test_ordinal_pair_is_satisfied_after_the_fit(kind, wiggle):
 def test_ordinal_pair_already_in_order_changes_nothing():
     label = LabelMap.from_prediction(disparity_scene(), "relative_disparity")
     out = refit_ordinal(label, [(4, 24, 60, 24)])
+    assert out.equals(label)
+    out = refit_ordinal(label, [(4, 24, 60, 24)], mode="tilt")
     assert out.equals(label)
 
 

@@ -61,11 +61,13 @@ def task(ctx) -> int:
 
 def test_next_page_shows_the_photo_label_and_3d_view(ctx, task):
     page = svc.next_page(ctx, "rev", gold_every=0)
-    assert page is not None and (page.task_id, page.version, page.status) == (task, 1,
+    # claiming does not change the version: the page stays current
+    assert page is not None and (page.task_id, page.version, page.status) == (task, 0,
                                                                               "in_review")
     assert page.label_shape == (48, 64) and page.photo.shape == (48, 64, 3)
     assert page.teacher_picture.shape == page.label_picture.shape == (48, 64, 3)
-    assert page.figure is not None and page.assignee == "rev" and page.source == "pseudo"
+    assert page.assignee == "rev" and page.source == "pseudo"
+    assert svc.figure_3d(ctx, "rev", task) is not None  # built only when asked for
     assert svc.next_page(ctx, "boss", gold_every=0) is None  # claimed by rev: nothing else
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from depthweb.store import StaleRevisionError, make_engine, session_scope
 from depthweb.store.auth import get_user
+from depthweb.store.errors import ClaimedError
 from depthweb.store.models import Review, Task, User
 from depthweb.store.repo import add_correction, add_note, task_history
 
@@ -58,6 +59,8 @@ def save_loop(engine: Engine, user: User, task_ids: list[int], n: int, seed: int
             out[f"ok:{tid}"] += 1
         except StaleRevisionError:
             out["stale"] += 1
+        except ClaimedError:  # another reviewer's correction holds the task (a lease)
+            out["claimed"] += 1
         except Exception as exc:  # every other failure is collected and must not happen
             out[f"error:{exc!r}"[:300]] += 1
     return out
@@ -67,8 +70,9 @@ def check_outcome(engine: Engine, task_ids: list[int], totals: Counter) -> None:
     errors = {k: v for k, v in totals.items() if k.startswith("error:")}
     assert errors == {}, errors  # in particular no "database is locked"
     ok = {tid: totals[f"ok:{tid}"] for tid in task_ids}
-    assert sum(ok.values()) + totals["stale"] == N_SAVES
-    assert sum(ok.values()) > 0 and totals["stale"] > 0  # there was real contention
+    assert sum(ok.values()) + totals["stale"] + totals["claimed"] == N_SAVES
+    # there was real contention: stale saves, or saves refused on someone else's claim
+    assert sum(ok.values()) > 0 and totals["stale"] + totals["claimed"] > 0
     with session_scope(engine, readonly=True) as s:
         for tid in task_ids:
             task = s.get(Task, tid)

@@ -70,13 +70,15 @@ def test_next_task_hands_out_by_priority_and_respects_claims(make_world):
     got_a = act(w.engine, next_task, user=w.user("a"), now=now)
     got_b = act(w.engine, next_task, user=w.user("b"), now=now)
     assert (got_a.id, got_b.id) == (ids[1], ids[2])  # b skips the task a holds
-    assert (got_a.assignee_id, got_a.status, got_a.version) == (w.user("a").id, "in_review", 1)
+    assert (got_a.assignee_id, got_a.status, got_a.version) == (w.user("a").id, "in_review", 0)
     again = act(w.engine, next_task, user=w.user("a"), now=now + timedelta(seconds=5))
-    assert (again.id, again.version) == (ids[1], 1)  # own claim returned unchanged
+    assert (again.id, again.version) == (ids[1], 0)  # own claim returned unchanged
     later = now + timedelta(seconds=601)  # a's lease ran out: c may take the task
     got_c = act(w.engine, next_task, user=w.user("c"), now=later)
-    assert (got_c.id, got_c.assignee_id, got_c.version) == (ids[1], w.user("c").id, 2)
-    act(w.engine, approve_task, task_id=ids[1], user=w.user("c"), expected_version=2)
+    assert (got_c.id, got_c.assignee_id, got_c.version) == (ids[1], w.user("c").id, 0)
+    with pytest.raises(InvalidActionError, match="claimed by another reviewer"):
+        act(w.engine, approve_task, task_id=ids[1], user=w.user("a"), expected_version=0)
+    act(w.engine, approve_task, task_id=ids[1], user=w.user("c"), expected_version=0)
     order = []
     for _ in range(3):
         t = act(w.engine, next_task, user=w.user("c"), now=later)
@@ -164,7 +166,8 @@ def test_gold_tasks_are_mixed_in_and_measure_accuracy(make_world):
     assert (stats.n_reviews, stats.n_gold, stats.n_gold_correct) == (6, 2, 1)
     assert stats.gold_accuracy == pytest.approx(0.5)
     counts = act(w.engine, queue_counts, dataset_id=w.dataset_id)
-    assert counts == {"new": 0, "in_review": 0, "submitted": 0, "approved": 6, "rejected": 0}
+    assert counts == {"new": 0, "in_review": 0, "submitted": 0, "approved": 6, "rejected": 0,
+                      "broken": 0}
 
 
 def test_reviewer_agreement_with_the_consensus(make_world):
@@ -192,7 +195,8 @@ def test_reviewer_agreement_with_the_consensus(make_world):
     assert c.agreement_rate == pytest.approx(2 / 3) and a.agreement_rate == 1.0
     assert a.gold_accuracy is None and "boss" not in stats
     counts = act(w.engine, queue_counts, dataset_id=w.dataset_id)
-    assert counts == {"new": 1, "in_review": 1, "submitted": 0, "approved": 2, "rejected": 1}
+    assert counts == {"new": 1, "in_review": 1, "submitted": 0, "approved": 2, "rejected": 1,
+                      "broken": 0}
 
 
 def test_changing_n_updates_open_tasks(make_world):

@@ -90,19 +90,20 @@ def test_approve_appends_a_revision_and_decides_a_single_review_task(make_world)
     w = make_world(n_tasks=2)
     tid = w.task_ids[0]
     claimed = act(w.engine, claim_task, task_id=tid, user=w.user("rev"), expected_version=0)
+    # a claim is not a change of the label: the claimer's open page (version 0) stays current
     assert (claimed.version, claimed.status, claimed.assignee_id) == (
-        1,
+        0,
         "in_review",
         w.user("rev").id,
     )
-    done = act(w.engine, approve_task, task_id=tid, user=w.user("rev"), expected_version=1)
-    assert (done.version, done.status, done.assignee_id) == (2, "approved", None)
+    done = act(w.engine, approve_task, task_id=tid, user=w.user("rev"), expected_version=0)
+    assert (done.version, done.status, done.assignee_id) == (1, "approved", None)
     with session_scope(w.engine, readonly=True) as s:
         (rev,) = task_history(s, tid)
         assert (rev.action, rev.parent_id, rev.task_version, rev.author.name) == (
             "approve",
             None,
-            2,
+            1,
             "rev",
         )
         review = s.scalars(select(Review)).one()

@@ -5,6 +5,13 @@ user; sessions are opened inside, one transaction per unit of work. Importing th
 opens nothing.
 """
 
+from depthweb.services.review.actions import (
+    merge_branches,
+    pick_branch,
+    reapply_rules,
+    save_correction,
+    undo_last,
+)
 from depthweb.services.review.context import ReviewContext, blob_root
 from depthweb.services.review.exporter import (
     FILTERS,
@@ -16,40 +23,39 @@ from depthweb.services.review.exporter import (
 from depthweb.services.review.importer import ImportReport, ensure_dataset, import_images
 from depthweb.services.review.labels import (
     GROUND_TRUTH_MODEL,
+    LIMITS,
     CorrectionResult,
     Label,
-    TaskView,
-    build_label,
     current_label,
+    export_label,
     image_rgb,
-    load_task_view,
-    preview_correction,
-    save_correction,
 )
 from depthweb.services.review.pseudolabel import PseudoLabelReport, disagreement, pseudo_label
 
 __all__ = [
     "FILTERS",
     "GROUND_TRUTH_MODEL",
+    "LIMITS",
     "CorrectionResult",
     "ExportReport",
     "ImportReport",
     "Label",
     "PseudoLabelReport",
     "ReviewContext",
-    "TaskView",
     "blob_root",
-    "build_label",
     "current_label",
     "disagreement",
     "ensure_dataset",
     "export_dataset",
+    "export_label",
     "image_rgb",
     "import_images",
-    "load_task_view",
-    "preview_correction",
+    "merge_branches",
+    "pick_branch",
     "pseudo_label",
     "push_export",
+    "reapply_rules",
     "resolve_out_dir",
     "save_correction",
+    "undo_last",
 ]

@@ -24,6 +24,7 @@ from depthweb.services.review.pseudolabel import PseudoLabelReport, pseudo_label
 from depthweb.services.review.session import load_user
 from depthweb.store import Role, create_user, require_role, update_user
 from depthweb.store.auth import list_users
+from depthweb.store.integrity import CheckReport, check_blobs
 from depthweb.store.models import Image, Review, Task, TaskStatus, User
 from depthweb.store.repo import (
     adjudicate,
@@ -34,6 +35,7 @@ from depthweb.store.repo import (
     set_gold,
     set_required_reviews,
 )
+from depthweb.store.repo import mark_broken as _mark
 
 ProgressFn = Callable[[int, int, str], None]
 EXPORTS_DIRNAME = "exports"
@@ -88,6 +90,7 @@ class Overview:
     reviewers: list[list]
     disagreements: list[list]
     required_reviews: int | None
+    broken: list[list] | None = None
 
 
 def _pct(value: float | None) -> str:
@@ -124,7 +127,34 @@ def overview(ctx: ReviewContext, username: str | None, dataset: str | None) -> O
                   r.n_gold, _pct(r.gold_accuracy)]
                  for r in reviewer_stats(s, dataset_id=ds_id)]
         return Overview(queue_counts(s, dataset_id=ds_id), stats, _disagreements(s, ds_id),
-                        ds.required_reviews if ds is not None else None)
+                        ds.required_reviews if ds is not None else None,
+                        broken_tasks(s, ds_id))
+
+
+def broken_tasks(session: Session, dataset_id: int | None) -> list[list]:
+    """Tasks set aside as broken: [task, image, why]."""
+    stmt = (select(Task.id, Image.original_filename, Task.broken_reason)
+            .join(Image, Image.id == Task.image_id)
+            .where(Task.status == TaskStatus.BROKEN).order_by(Task.id))
+    if dataset_id is not None:
+        stmt = stmt.where(Task.dataset_id == dataset_id)
+    return [[int(t), name, why or ""] for t, name, why in session.execute(stmt.limit(500))]
+
+
+def check_store(ctx: ReviewContext, *, mark_broken: bool = True) -> CheckReport:
+    """Verify every blob against its sha256 (``depthweb db check``); the tasks that need a
+    missing or corrupt file are set aside as broken (unless ``mark_broken`` is False)."""
+    with ctx.session(readonly=True) as s:
+        report = check_blobs(s, ctx.store)
+    if mark_broken:
+        reasons: dict[int, str] = {}
+        for problem in report.problems:
+            for task_id in problem.task_ids:
+                reasons.setdefault(task_id, f"db check: {problem.sentence()}")
+        for task_id, reason in reasons.items():
+            with ctx.session() as s:
+                _mark(session=s, task_id=task_id, reason=reason)
+    return report
 
 
 def adjudicate_task(ctx: ReviewContext, username: str | None, task_id: int,

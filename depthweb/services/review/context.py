@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError
+from depthweb.services.review.cache import PageCache
 from depthweb.store import BlobStore, make_engine, require_current_schema, session_scope
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ReviewContext:
     engine: Engine
     store: BlobStore
     owns_engine: bool = field(default=True, repr=False)
+    cache: PageCache = field(default_factory=PageCache, repr=False)
 
     @classmethod
     def from_settings(

@@ -33,7 +33,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,11 +52,20 @@ from depthweb.services.review.export_files import (
     read_export_meta,
 )
 from depthweb.services.review.importer import encode_png
-from depthweb.services.review.labels import Label, build_label, label_source
-from depthweb.store import SYSTEM, BlobRef
+from depthweb.services.review.labels import Label, export_label, read_blob
+from depthweb.store import SYSTEM
 from depthweb.store.auth import Actor, require_role
+from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Dataset, Decision, Export, Role, TaskStatus
-from depthweb.store.repo import LabelRecord, label_records, record_export, require_dataset
+from depthweb.store.repo import (
+    LabelRecord,
+    count_unlabelled,
+    get_task,
+    label_records,
+    mark_broken,
+    record_export,
+    require_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +96,19 @@ class ExportReport:
     export_id: int
     filter: str
     pushed: str | None = None
+    broken: list[int] = field(default_factory=list)
+    unlabelled: int = 0
 
     def summary(self) -> str:
         pushed = f", pushed to {self.pushed}" if self.pushed else ""
-        return f"{self.count} samples ({self.filter}) -> {self.path}{pushed}"
+        out = f"{self.count} samples ({self.filter}) -> {self.path}{pushed}"
+        if self.broken:
+            out += (f"; {len(self.broken)} task(s) left out because a file is missing or "
+                    f"corrupt (set aside as broken: {', '.join(map(str, self.broken[:10]))})")
+        if self.unlabelled:
+            out += (f"; {self.unlabelled} image(s) of the dataset are still unlabelled (a "
+                    "pseudo-label job may still be running) and are not in this export")
+        return out
 
 
 def resolve_out_dir(out_dir: str | Path, base_dir: str | Path | None = None) -> Path:
@@ -117,7 +135,7 @@ def _status(record: LabelRecord) -> str | None:
     task = record.task
     if task.is_gold:
         return "approved" if task.gold_decision == Decision.APPROVE else None
-    if task.status == TaskStatus.REJECTED:
+    if task.status in (TaskStatus.REJECTED, TaskStatus.BROKEN):
         return None
     return "approved" if task.status == TaskStatus.APPROVED else "unreviewed"
 
@@ -127,7 +145,7 @@ def _split(sha256: str, val_fraction: float) -> str:
 
 
 def _image_png(ctx: ReviewContext, record: LabelRecord) -> bytes:
-    data = ctx.store.get_bytes(BlobRef.from_row(record.image.blob))
+    data = read_blob(ctx.store, record.image.blob, "photo")  # always re-verified
     if data.startswith(b"\x89PNG\r\n\x1a\n") and record.image.blob.path.endswith(".png"):
         return data
     from depthweb.imaging import load_image
@@ -224,13 +242,16 @@ def recover_target(ctx: ReviewContext, target: Path) -> list[Path]:
     return removed
 
 
-def _collect(ctx: ReviewContext, dataset: str) -> tuple[int, str, list[tuple[LabelRecord, str]]]:
-    """The dataset's exportable records with their status (rejected ones dropped)."""
+def _collect(ctx: ReviewContext, dataset: str
+             ) -> tuple[int, str, list[tuple[LabelRecord, str]], int]:
+    """The dataset's exportable records with their status (rejected and broken ones dropped)
+    and how many of its images have no task yet (still being pseudo-labelled)."""
     with ctx.session(readonly=True) as s:
         ds = require_dataset(s, dataset)
         records = label_records(s, dataset_id=ds.id, include_gold=True)
+        unlabelled = count_unlabelled(s, dataset_id=ds.id)
     chosen = [(rec, status) for rec in records if (status := _status(rec)) is not None]
-    return ds.id, ds.name, chosen
+    return ds.id, ds.name, chosen, unlabelled
 
 
 def export_dataset(
@@ -263,12 +284,13 @@ def export_dataset(
     with export_lock(target):
         recover_target(ctx, target)
         check_target(target, overwrite)
-        dataset_id, name, chosen = _collect(ctx, dataset)
+        dataset_id, name, chosen, unlabelled = _collect(ctx, dataset)
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
+        broken: list[int] = []
         try:
             rows = _write_all(ctx, tmp, chosen, name, filter, val_fraction, unreviewed_weight,
-                              progress)
+                              progress, broken)
             sha = _write_manifest(tmp, rows, name, filter, val_fraction)
             fsync_tree(tmp)  # every file and name on disk before the rename
             place(tmp, target, overwrite)
@@ -279,7 +301,8 @@ def export_dataset(
             row = record_export(session=s, user=user, dataset_id=dataset_id, path=str(target),
                                 filter={"filter": filter, "val_fraction": val_fraction},
                                 n_items=len(rows), manifest_sha256=sha)
-    report = ExportReport(target, len(rows), sha, row.id, filter)
+    report = ExportReport(target, len(rows), sha, row.id, filter, broken=broken,
+                          unlabelled=unlabelled)
     if push_to_hub:
         report.pushed = push_export(ctx, target, push_to_hub, name, api=hub_api)
     log.info("export %s: %s", name, report.summary())
@@ -310,19 +333,29 @@ def _write_all(
     val_fraction: float,
     unreviewed_weight: float,
     progress: ProgressFn | None,
+    broken: list[int],
 ) -> list[dict]:
-    """Write the arrays of every record the filter keeps; returns the manifest rows."""
+    """Write the arrays of every record the filter keeps, each file's sha256 checked as it is
+    copied; a task with a missing or corrupt file is set aside as broken (its id added to
+    ``broken``) and left out. Returns the manifest rows."""
     rows = []
     keep = FILTERS[filter]
     for done, (rec, status) in enumerate(chosen, start=1):
-        source = label_source(rec.prediction, len(rec.corrections))
-        if keep(status, source):
-            label = build_label(ctx.store, rec.prediction, rec.corrections, task_id=rec.task.id)
-            weight = 1.0 if status == "approved" or source == "ground_truth" else unreviewed_weight
-            row = _write_sample(tmp, ctx, rec, label)
-            row.update(dataset=name, status=status, weight=float(weight),
-                       split=_split(rec.image.sha256, val_fraction))
-            rows.append(row)
+        try:
+            with ctx.session(readonly=True) as s:
+                label = export_label(ctx.store, s, get_task(s, rec.task.id))
+            if keep(status, label.source):
+                weight = (1.0 if status == "approved" or label.source == "ground_truth"
+                          else unreviewed_weight)
+                row = _write_sample(tmp, ctx, rec, label)
+                row.update(dataset=name, status=status, weight=float(weight),
+                           split=_split(rec.image.sha256, val_fraction))
+                rows.append(row)
+        except BrokenTaskError as exc:
+            log.warning("export: task %s left out: %s", rec.task.id, exc)
+            broken.append(rec.task.id)
+            with ctx.session() as s:
+                mark_broken(session=s, task_id=rec.task.id, reason=str(exc))
         if progress is not None:
             progress(done, len(chosen), rec.image.original_filename)
     return rows

@@ -1,61 +1,104 @@
-"""The current label of a review task: teacher prediction + its corrections, in order.
+"""The label of a review task: stored per revision, computed once, read in one step.
 
-A label is never stored; it is recomputed from the teacher prediction's depth blob and the
-task's correction revisions (mask, anchors, ordinal, plane_fill, far_fill) with
-:func:`depthweb.geometry.corrections.apply_correction`, so the same history always gives the same
-label, bit for bit. :func:`save_correction` computes the new label *before* writing anything
-(an impossible correction is refused with a sentence and nothing is saved), writes the region
-blob, then appends the revision (version-guarded: a stale save raises
-:class:`~depthweb.store.StaleRevisionError` and loses nothing).
+Every label revision (a correction, an undo, an admin's pick) keeps the label it produced as two
+blobs (depth float32 (H, W) in its kind's space, flags uint8 (H, W): bit 0 ignore, bit 1 far),
+so opening a task reads one label whatever the length of its history. A correction is computed
+from the label it starts from (:func:`depthweb.geometry.corrections.apply_correction`, with the
+rules version of the day, :data:`RULES_VERSION`) *before* anything is written: an impossible
+correction is refused with a sentence and nothing is saved. Revisions made before labels were
+stored are replayed once with the rules each was made with (:func:`replay_branch`).
+
+Costs are bounded (:data:`LIMITS`): a save holds a limited number of pairs or anchors, and a
+task (one branch) a limited number of corrections; over a limit the save is refused with one
+sentence saying which limit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
-from depthweb.geometry.corrections import LabelMap, apply_correction
+from depthweb.geometry.corrections import RULES_VERSION, LabelMap, apply_correction
 from depthweb.services.review.context import ReviewContext
-from depthweb.store import BlobRef, BlobStore, StaleRevisionError
-from depthweb.store.auth import Actor, require_role
-from depthweb.store.models import CORRECTION_ACTIONS, Action, Image, Prediction, Revision
-from depthweb.store.repo import add_correction, current_corrections, get_task
-from depthweb.store.repo.review import REVIEW_ROLES
+from depthweb.store import BlobRef, BlobStore
+from depthweb.store.errors import BrokenTaskError
+from depthweb.store.models import (
+    CORRECTION_ACTIONS,
+    Action,
+    Blob,
+    Image,
+    Prediction,
+    Revision,
+    Task,
+)
+from depthweb.store.repo import export_head, get_task, label_head, label_revisions
 from depthweb.types import DepthKind, Intrinsics, IntrinsicsSource
 
 GROUND_TRUTH_MODEL = "ground_truth"
 """Predictions stored under this model name are ground truth (``source: ground_truth``)."""
 
+LIMITS: dict[str, int] = {
+    "pairs_per_save": 50,
+    "anchors_per_save": 20,
+    "pairs_per_task": 500,
+    "anchors_per_task": 100,
+    "regions_per_task": 60,
+    "corrections_per_task": 200,
+}
+"""Most corrections per save and per task (per reviewer's branch on crowd tasks)."""
+
+_FLAG_IGNORE, _FLAG_FAR = 1, 2
+
 
 @dataclass(frozen=True)
 class Label:
-    """A task's label. ``depth`` float32 (H, W) in ``kind`` space, NaN invalid;
-    ``ignore_mask``/``far_mask`` bool (H, W); ``source``: ground_truth | corrected | pseudo;
-    ``intrinsics`` of the teacher prediction (pixels of ``depth``)."""
+    """A task's label: ``map`` (depth float32 (H, W) in ``kind`` space, NaN invalid; ignore and
+    far bool (H, W)), its ``source`` (ground_truth | corrected | pseudo), the teacher's
+    ``intrinsics`` (pixels of the label), and ``totals`` (corrections, pairs, anchors, regions
+    in its history)."""
 
-    depth: np.ndarray
-    kind: DepthKind
-    ignore_mask: np.ndarray
-    far_mask: np.ndarray
+    map: LabelMap
     source: str
     intrinsics: Intrinsics
     prediction_id: int
     task_id: int | None = None
-    n_corrections: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    key: tuple[str | None, str | None] = (None, None)
+
+    @property
+    def depth(self) -> np.ndarray:
+        return self.map.depth
+
+    @property
+    def kind(self) -> DepthKind:
+        return self.map.kind
+
+    @property
+    def ignore_mask(self) -> np.ndarray:
+        return self.map.ignore
+
+    @property
+    def far_mask(self) -> np.ndarray:
+        return self.map.far
 
     @property
     def label_map(self) -> LabelMap:
-        return LabelMap(self.depth, self.kind, self.ignore_mask, self.far_mask)
+        return self.map
+
+    @property
+    def n_corrections(self) -> int:
+        return int(self.totals.get("corrections", 0))
 
     def equals(self, other: Label) -> bool:
         """Same arrays (NaN == NaN), kind and source."""
-        return self.source == other.source and self.label_map.equals(other.label_map)
+        return self.source == other.source and self.map.equals(other.map)
 
 
 @dataclass(frozen=True)
@@ -72,18 +115,6 @@ def prediction_intrinsics(pred: Prediction) -> Intrinsics:
                       IntrinsicsSource(pred.intrinsics_source), pred.intrinsics_note or "")
 
 
-def teacher_map(store: BlobStore, pred: Prediction) -> LabelMap:
-    """The teacher prediction as a label (float32 (H, W) in its kind's space)."""
-    depth = store.get_array(BlobRef.from_row(pred.depth_blob))
-    return LabelMap.from_prediction(depth, pred.kind)
-
-
-def _region(store: BlobStore, rev: Revision) -> np.ndarray | None:
-    if rev.blob is None:
-        return None
-    return store.get_array(BlobRef.from_row(rev.blob)).astype(bool)
-
-
 def label_source(pred: Prediction, n_corrections: int) -> str:
     """corrected | ground_truth | pseudo."""
     if n_corrections:
@@ -91,39 +122,177 @@ def label_source(pred: Prediction, n_corrections: int) -> str:
     return "ground_truth" if pred.model == GROUND_TRUTH_MODEL else "pseudo"
 
 
-def build_label(
-    store: BlobStore,
-    pred: Prediction,
-    corrections: Sequence[Revision],
-    *,
-    task_id: int | None = None,
-) -> Label:
-    """Teacher prediction + ``corrections`` (oldest first) -> :class:`Label`."""
+# ------------------------------------------------------------------------------ blobs
+def read_blob(ctx_or_store: ReviewContext | BlobStore, row: Blob, what: str) -> bytes:
+    """The bytes of a blob, its sha256 checked (once per process with a context); a missing
+    or corrupt file raises :class:`BrokenTaskError` naming ``what``."""
+    store = ctx_or_store.store if isinstance(ctx_or_store, ReviewContext) else ctx_or_store
+    cache = ctx_or_store.cache if isinstance(ctx_or_store, ReviewContext) else None
+    ref = BlobRef.from_row(row)
+    try:
+        data = store.get_bytes(ref)
+    except OSError as exc:
+        raise BrokenTaskError(f"The {what} file ({ref.sha256[:12]}) is missing.") from exc
+    if cache is None or not cache.is_verified(ref.sha256):
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise BrokenTaskError(f"The {what} file ({ref.sha256[:12]}) fails its checksum.")
+        if cache is not None:
+            cache.mark_verified(ref.sha256)
+    return data
+
+
+def read_array(ctx_or_store: ReviewContext | BlobStore, row: Blob, what: str) -> np.ndarray:
+    """An array blob (checked as :func:`read_blob`; shape and dtype as recorded)."""
+    import io
+
+    data = read_blob(ctx_or_store, row, what)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise BrokenTaskError(f"The {what} file ({row.sha256[:12]}) is not an array.") from exc
+    if row.shape is not None and tuple(arr.shape) != tuple(int(s) for s in row.shape):
+        raise BrokenTaskError(f"The {what} file ({row.sha256[:12]}) has the wrong shape.")
+    return arr
+
+
+def teacher_map(store: ReviewContext | BlobStore, pred: Prediction) -> LabelMap:
+    """The teacher prediction as a label (float32 (H, W) in its kind's space)."""
+    return LabelMap.from_prediction(read_array(store, pred.depth_blob, "teacher prediction"),
+                                    pred.kind)
+
+
+def write_label(store: BlobStore, label: LabelMap) -> tuple[BlobRef, BlobRef]:
+    """Write a label's depth and flags blobs (content-addressed: an unchanged depth map is
+    not written twice)."""
+    flags = label.ignore.astype(np.uint8) * _FLAG_IGNORE | label.far.astype(np.uint8) * _FLAG_FAR
+    return (store.put_array(np.ascontiguousarray(label.depth, dtype=np.float32)),
+            store.put_array(flags))
+
+
+def _stored_map(ctx: ReviewContext | BlobStore, rev: Revision) -> LabelMap:
+    depth = read_array(ctx, rev.label_blob, "label")
+    flags = read_array(ctx, rev.flags_blob, "label flags")
+    kind = DepthKind((rev.payload or {}).get("label_kind", DepthKind.RELATIVE_DISPARITY.value))
+    return LabelMap(depth.astype(np.float32, copy=False), kind, (flags & _FLAG_IGNORE) > 0,
+                    (flags & _FLAG_FAR) > 0)
+
+
+def is_stored(rev: Revision) -> bool:
+    """Whether a label revision carries its label (None blobs on an undo = the teacher's)."""
+    return rev.label_blob_sha256 is not None or rev.action == Action.UNDO.value
+
+
+def _region(ctx: ReviewContext | BlobStore, rev: Revision) -> np.ndarray | None:
+    if rev.blob is None:
+        return None
+    return read_array(ctx, rev.blob, "painted region").astype(bool)
+
+
+# ------------------------------------------------------------------------------ reading
+def _label(ctx, task: Task, lmap: LabelMap, rev: Revision | None) -> Label:
+    pred = task.prediction
+    totals = dict((rev.payload or {}).get("totals") or {}) if rev is not None else {}
+    key = (rev.label_blob_sha256, rev.flags_blob_sha256) if rev is not None else (None, None)
+    return Label(lmap, label_source(pred, int(totals.get("corrections", 0))),
+                 prediction_intrinsics(pred), pred.id, task.id, totals, key)
+
+
+def branch_label(ctx: ReviewContext | BlobStore, session: Session, task: Task,
+                 branch_id: int | None) -> tuple[Label, Revision | None]:
+    """The current label of one branch of ``task`` and its head revision (None: teacher).
+    Reads one stored label; a branch with revisions from before labels were stored is
+    replayed (:func:`replay_branch`)."""
+    head = label_head(session, task.id, branch_id)
+    if head is None:
+        return _label(ctx, task, teacher_map(ctx, task.prediction), None), None
+    if not is_stored(head):
+        return replay_branch(ctx, session, task, branch_id), head
+    if head.label_blob is None:
+        return _label(ctx, task, teacher_map(ctx, task.prediction), head), head
+    return _label(ctx, task, _stored_map(ctx, head), head), head
+
+
+def guide_image(ctx: ReviewContext | BlobStore, image: Image, shape: tuple[int, int]
+                ) -> np.ndarray:
+    """The photo at label size (H, W, 3) float32 in [0, 1] (the edges local pairs follow)."""
+    import cv2
+
+    rgb = image_rgb(ctx, image)
+    h, w = shape
+    if rgb.shape[:2] != (h, w):
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    return rgb.astype(np.float32) / 255.0
+
+
+def replay_branch(ctx: ReviewContext | BlobStore, session: Session, task: Task,
+                  branch_id: int | None, *, rules_version: int | None = None) -> Label:
+    """Recompute a branch's label from the teacher prediction and its label revisions, each
+    correction with the rules version it was made with (or all with ``rules_version``: an
+    admin re-applying new rules); an undo pops, a pick reads its stored label."""
+    pred = task.prediction
     intr = prediction_intrinsics(pred)
-    label = teacher_map(store, pred)
-    for rev in corrections:
-        label = apply_correction(label, rev.action, rev.payload, _region(store, rev), intr)
-    return Label(label.depth, label.kind, label.ignore, label.far,
-                 label_source(pred, len(corrections)), intr, pred.id, task_id, len(corrections))
+    base = teacher_map(ctx, pred)
+    guide = None
+    stack: list[tuple[Revision, LabelMap]] = []
+    for rev in label_revisions(session, task.id, branch_id):
+        current = stack[-1][1] if stack else base
+        if rev.action == Action.UNDO.value:
+            undone = (rev.payload or {}).get("undoes")
+            stack = [e for e in stack if e[0].id != undone]
+            continue
+        if rev.action == Action.PICK.value or rev.action not in _CORRECTIONS:
+            if rules_version is None:
+                stack.append((rev, _stored_map(ctx, rev) if rev.label_blob else base))
+            continue  # re-applying rules: replay the corrections, not earlier picks
+        if rev.action == Action.ORDINAL.value and guide is None:
+            guide = guide_image(ctx, task.image, base.shape)
+        new = apply_correction(current, rev.action, rev.payload, _region(ctx, rev), intr,
+                               guide=guide,
+                               rules_version=rules_version or int(rev.rules_version or 1))
+        stack.append((rev, new))
+    lmap = stack[-1][1] if stack else base
+    n = sum(1 for r, _ in stack if r.action in _CORRECTIONS)
+    label = _label(ctx, task, lmap, None)
+    last = stack[-1][0].id if stack else None
+    key = (None, None) if last is None else (f"replay-{task.id}-{branch_id}-{rules_version}",
+                                             str(last))
+    return Label(label.map, label_source(pred, n), label.intrinsics, pred.id, task.id,
+                 {"corrections": n}, key)
 
 
-def current_label(session: Session, task_id: int, *, store: BlobStore) -> Label:
-    """The task's label recomputed from its teacher prediction and its corrections."""
-    task = get_task(session, task_id)
-    return build_label(store, task.prediction, current_corrections(session, task_id),
-                       task_id=task_id)
+_CORRECTIONS = frozenset(a.value for a in CORRECTION_ACTIONS)
 
 
-def image_rgb(store: BlobStore, image: Image) -> np.ndarray:
-    """The stored image as RGB uint8 (H, W, 3)."""
+def export_label(ctx: ReviewContext | BlobStore, session: Session, task: Task) -> Label:
+    """The label an export writes: the shared label, or on a crowd task without one the
+    branch its approvers agreed on (files re-verified when ``ctx`` is a bare store)."""
+    head = export_head(session, task)
+    if head is None:
+        return _label(ctx, task, teacher_map(ctx, task.prediction), None)
+    if not is_stored(head):
+        return replay_branch(ctx, session, task, head.branch_id)
+    lmap = _stored_map(ctx, head) if head.label_blob is not None else teacher_map(
+        ctx, task.prediction)
+    return _label(ctx, task, lmap, head)
+
+
+def current_label(session: Session, task_id: int, *, store: ReviewContext | BlobStore,
+                  branch_id: int | None = None) -> Label:
+    """The task's label (the shared one unless ``branch_id``)."""
+    return branch_label(store, session, get_task(session, task_id), branch_id)[0]
+
+
+def image_rgb(ctx: ReviewContext | BlobStore, image: Image) -> np.ndarray:
+    """The stored image as RGB uint8 (H, W, 3) (checked as :func:`read_blob`)."""
     from depthweb.imaging import load_image
 
-    data = store.get_bytes(BlobRef.from_row(image.blob))
+    data = read_blob(ctx, image.blob, "photo")
     # Stored images were checked when imported; the aspect limit may be newer than the image.
     return load_image(data, name=image.original_filename or "image",
                       max_pixels=max(image.width * image.height, 1), max_aspect=None).rgb
 
 
+# ------------------------------------------------------------------------------ saving
 def clean_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     """The payload as it will be stored (JSON round trip), so the label computed now is the
     label recomputed later."""
@@ -141,78 +310,38 @@ def _json_number(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def preview_correction(
-    session: Session,
-    task_id: int,
-    *,
-    store: BlobStore,
-    action: Action | str,
-    payload: Mapping[str, Any] | None = None,
-    region: np.ndarray | None = None,
-) -> Label:
-    """The label the task would have after this correction (nothing is saved)."""
-    action = Action(action)
-    if action not in CORRECTION_ACTIONS:
-        raise InputError(f"{action} is not a label correction.")
-    base = current_label(session, task_id, store=store)
-    new = apply_correction(base.label_map, action.value, clean_payload(payload), region,
-                           base.intrinsics)
-    return Label(new.depth, new.kind, new.ignore, new.far, "corrected", base.intrinsics,
-                 base.prediction_id, task_id, base.n_corrections + 1)
+def new_totals(task_id: int, before: Mapping[str, int], action: Action,
+               payload: Mapping[str, Any]) -> dict[str, int]:
+    """The branch's totals after this correction; refuses (InputError, one sentence) a save
+    or a task over :data:`LIMITS`."""
+    n_pairs = len(payload.get("pairs") or []) if action is Action.ORDINAL else 0
+    n_anchors = len(payload.get("anchors") or []) if action is Action.ANCHORS else 0
+    for n, what, key in ((n_pairs, "ordinal pairs", "pairs"),
+                         (n_anchors, "scale anchors", "anchors")):
+        if n > LIMITS[f"{key}_per_save"]:
+            raise InputError(f"A save holds at most {LIMITS[f'{key}_per_save']} {what} (this "
+                             f"one has {n}); save them in smaller groups.")
+    out = {k: int(before.get(k, 0)) for k in ("corrections", "pairs", "anchors", "regions")}
+    out["corrections"] += 1
+    out["pairs"] += n_pairs
+    out["anchors"] += n_anchors
+    out["regions"] += int(action in (Action.MASK, Action.PLANE_FILL, Action.FAR_FILL))
+    for key, what in (("pairs", "ordinal pairs"), ("anchors", "scale anchors"),
+                      ("regions", "painted regions"), ("corrections", "corrections")):
+        limit = LIMITS[f"{key}_per_task"]
+        if out[key] > limit:
+            raise InputError(f"Task {task_id} already has {int(before.get(key, 0))} {what}; a "
+                             f"task holds at most {limit}, so approve or reject it as it is "
+                             "(or undo a correction).")
+    return out
 
 
-def save_correction(
-    ctx: ReviewContext,
-    *,
-    task_id: int,
-    user: Actor,
-    expected_version: int,
-    action: Action | str,
-    payload: Mapping[str, Any] | None = None,
-    region: np.ndarray | None = None,
-) -> CorrectionResult:
-    """Validate and compute, write the region blob, then append the correction revision.
-
-    ``region``: bool (H, W) for mask / plane_fill / far_fill (for ``mask``, ``payload["mode"]``
-    is union (default), replace or subtract). Raises ``InputError`` for an impossible
-    correction and ``StaleRevisionError`` when the task moved past ``expected_version``; in both
-    cases nothing is saved.
-    """
-    require_role(user, *REVIEW_ROLES)  # before any file is written
-    payload = clean_payload(payload)
-    with ctx.session(readonly=True) as s:
-        current = get_task(s, task_id).version
-        if current != expected_version:
-            raise StaleRevisionError(task_id, expected_version, current)
-        label = preview_correction(s, task_id, store=ctx.store, action=action,
-                                   payload=payload, region=region)
-    ref = ctx.store.put_array(np.asarray(region, dtype=bool)) if region is not None else None
-    with ctx.session() as s:
-        rev = add_correction(session=s, task_id=task_id, user=user,
-                             expected_version=expected_version, action=action, payload=payload,
-                             blob=ref, store=ctx.store)
-        return CorrectionResult(rev.id, rev.task_version, label)
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """Everything the review page shows for one task."""
-
-    task_id: int
-    version: int
-    status: str
-    priority: float
-    image_name: str
-    rgb: np.ndarray
-    label: Label
-    teacher: str
-    teacher_weights: str
-
-
-def load_task_view(session: Session, task_id: int, *, store: BlobStore) -> TaskView:
-    """The task's photo (RGB uint8 (H, W, 3)), current label and metadata."""
-    task = get_task(session, task_id)
-    return TaskView(task.id, task.version, task.status, float(task.priority),
-                    task.image.original_filename, image_rgb(store, task.image),
-                    current_label(session, task_id, store=store),
-                    task.prediction.model, task.prediction.weights)
+def compute_correction(ctx: ReviewContext | BlobStore, task: Task, base: Label,
+                       action: Action, payload: Mapping[str, Any],
+                       region: np.ndarray | None) -> LabelMap:
+    """The label after one correction of ``base`` under today's rules (nothing saved)."""
+    guide = None
+    if action is Action.ORDINAL and payload.get("mode", "local") == "local":
+        guide = guide_image(ctx, task.image, base.map.shape)
+    return apply_correction(base.map, action.value, payload, region, base.intrinsics,
+                            guide=guide, rules_version=RULES_VERSION)

@@ -1,24 +1,28 @@
 """Review use cases behind the Review tab: the next task for a user, the task page, and every
-save (approve, reject, mask, anchors, ordinal pairs, region fill, note) against an expected task
-version.
+save (approve, reject, mask, anchors, ordinal pairs, region fill, note, undo) against an
+expected task version.
 
 Every function takes the user *name* as the web server authenticated it (``gr.Request.username``
 or the name mapped from a Hugging Face login) and loads that user from the database inside the
-call, so a disabled or demoted account loses its rights at once. Role checks happen in the
-repository functions (reviewers and admins write, viewers only look; no name = not logged in:
-:class:`~depthweb.store.PermissionDeniedError`). A save against a stale version raises
-:class:`~depthweb.store.StaleRevisionError` and writes nothing.
+call, so a disabled or demoted account loses its rights at once. Each action is one service call
+with one write transaction, in which the repository checks the role, the claim and the version
+once (reviewers and admins write, viewers only look; no name = not logged in:
+:class:`~depthweb.store.PermissionDeniedError`); a stale save raises
+:class:`~depthweb.store.StaleRevisionError` and writes nothing. The ``*_page`` variants return
+what the page shows next (:class:`Outcome`): the same task after a correction, the user's next
+task after a decision.
 
 Pictures in a :class:`TaskPage` are at *display* size (longer side at most
 :data:`DISPLAY_MAX_SIDE`); points and regions are stored in *label* pixels: use
-:func:`to_label` / :func:`to_display` to go between the two.
+:func:`to_label` / :func:`to_display` to go between the two. A task whose files are missing or
+corrupt is set aside (status ``broken``) and the queue moves on.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +31,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
-from depthweb.services import visuals
+from depthweb.services.review import actions
 from depthweb.services.review.context import ReviewContext
-from depthweb.services.review.labels import Label, load_task_view, save_correction, teacher_map
-from depthweb.store import SYSTEM, Role, create_user, get_user, require_role, update_user
+from depthweb.services.review.page import (
+    DISPLAY_MAX_SIDE,
+    HistoryRow,
+    TaskPage,
+    label_figure,
+    page_data,
+    render,
+)
+from depthweb.store import (
+    SYSTEM,
+    Role,
+    StaleRevisionError,
+    create_user,
+    get_user,
+    require_role,
+    update_user,
+)
 from depthweb.store.auth import NAME_RE
-from depthweb.store.models import Action, Revision, User
+from depthweb.store.errors import BrokenTaskError
+from depthweb.store.models import Action, User
 from depthweb.store.repo import (
     add_note,
     approve_task,
@@ -40,56 +60,26 @@ from depthweb.store.repo import (
     next_task,
     reject_task,
     require_dataset,
-    task_history,
 )
-from depthweb.types import DepthResult
 
 log = logging.getLogger(__name__)
 
 REASON_TAGS = ("sky", "glass", "mirror", "people", "blur", "wrong scale", "other")
 """Reason tags offered when rejecting a label."""
-DISPLAY_MAX_SIDE = 1024
 REGION_ACTIONS = {"mask": Action.MASK, "plane": Action.PLANE_FILL, "far": Action.FAR_FILL}
-IGNORE_TINT = (255, 0, 255)
-FAR_TINT = (40, 90, 255)
 OAUTH_SUFFIX = "@hf"
+MAX_BROKEN_SKIPS = 20
+__all__ = ["DISPLAY_MAX_SIDE", "HistoryRow", "Outcome", "StaleRevisionError", "TaskPage"]
 
 
 @dataclass(frozen=True)
-class HistoryRow:
+class Outcome:
+    """What an action produced: the task ``version`` it saved, and the ``page`` to show next
+    (None: the queue has nothing more for the user); ``note`` says why a task was skipped."""
+
     version: int
-    when: str
-    author: str
-    action: str
-    details: str
-
-
-@dataclass(frozen=True)
-class TaskPage:
-    """What the Review tab shows for one task. ``photo``, ``teacher_picture`` and
-    ``label_picture`` are RGB uint8 (h, w, 3) at display size; ``label_shape`` is (H, W) of the
-    label; ``figure`` is the plotly 3D view of the current label (None when nothing is left)."""
-
-    task_id: int
-    version: int
-    status: str
-    priority: float
-    uncertainty: float | None
-    image_name: str
-    teacher: str
-    teacher_weights: str
-    kind: str
-    source: str
-    n_corrections: int
-    is_gold: bool
-    assignee: str | None
-    label_shape: tuple[int, int]
-    photo: np.ndarray
-    teacher_picture: np.ndarray
-    label_picture: np.ndarray
-    figure: Any
-    history: list[HistoryRow]
-    notes: list[tuple[str, str]]
+    page: TaskPage | None
+    note: str = ""
 
 
 def to_label(u: float, v: float, label_shape: tuple[int, int],
@@ -114,6 +104,14 @@ def load_user(session: Session, username: str | None) -> User | None:
     if not username:
         return None
     return get_user(session, username)
+
+
+def count_active_users(ctx: ReviewContext) -> int:
+    """How many active users the database holds (the review feature turns on with one)."""
+    from sqlalchemy import func, select
+
+    with ctx.session(readonly=True) as s:
+        return int(s.scalar(select(func.count(User.id)).where(User.active)) or 0)
 
 
 def user_role(ctx: ReviewContext, username: str | None) -> str | None:
@@ -155,95 +153,47 @@ def ensure_oauth_user(ctx: ReviewContext, hf_username: str, role: str | Role = R
 
 
 # ------------------------------------------------------------------------------ pages
-def _label_result(depth: np.ndarray, label: Label, model: str) -> DepthResult:
-    return DepthResult(depth, label.kind, label.intrinsics, model=model)
+def _show(ctx: ReviewContext, username: str | None, task_id: int) -> TaskPage:
+    """Read and render one task's page for ``username`` (BrokenTaskError: set aside)."""
+    with actions.broken_guard(ctx, task_id), ctx.session(readonly=True) as s:
+        viewer = load_user(s, username)
+        require_role(viewer, *[r.value for r in Role])
+        data = page_data(ctx, s, get_task(s, int(task_id)), viewer)
+    with actions.broken_guard(ctx, task_id):
+        return render(ctx, data)
 
 
-def tint(picture: np.ndarray, mask: np.ndarray, color: tuple[int, int, int],
-         alpha: float = 0.55) -> np.ndarray:
-    """``picture`` (h, w, 3) uint8 with ``mask`` (any size, bool) blended in ``color``."""
-    import cv2
-
-    if not mask.any():
-        return picture
-    h, w = picture.shape[:2]
-    small = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    out = picture.copy()
-    out[small] = ((1 - alpha) * out[small] + alpha * np.asarray(color)).astype(np.uint8)
-    return out
+def _claim_next(s: Session, username: str | None, dataset: str | None,
+                gold_every: int) -> int | None:
+    user = load_user(s, username)
+    dataset_id = require_dataset(s, dataset).id if dataset else None
+    task = next_task(session=s, user=user, dataset_id=dataset_id, gold_every=gold_every)
+    return task.id if task is not None else None
 
 
-def _pictures(rgb: np.ndarray, label: Label, teacher: Label, model: str, title: str) -> tuple:
-    """(photo, teacher picture, label picture, figure) for a label of shape (H, W)."""
-    import cv2
-
-    h, w = label.depth.shape
-    if rgb.shape[:2] != (h, w):
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    photo = visuals.downscale(rgb, DISPLAY_MAX_SIDE)
-    teacher_colour = visuals.depth_preview(_label_result(teacher.depth, teacher, model))
-    label_colour = visuals.depth_preview(_label_result(label.depth, label, model))
-    label_colour = tint(tint(label_colour, label.far_mask, FAR_TINT), label.ignore_mask,
-                        IGNORE_TINT)
-    shown = np.where(label.ignore_mask, np.float32(np.nan), label.depth)
-    result = _label_result(shown, label, model)
-    figure = visuals.mesh_figure(visuals.shape_depth(result), rgb, result, title)
-    return (photo, visuals.downscale(teacher_colour, DISPLAY_MAX_SIDE),
-            visuals.downscale(label_colour, DISPLAY_MAX_SIDE), figure)
-
-
-def _details(rev: Revision) -> str:
-    p = rev.payload or {}
-    if rev.action in ("approve", "reject"):
-        parts = [", ".join(p.get("reasons") or []), p.get("note", "")]
-        return " · ".join(x for x in parts if x)
-    if rev.action == "note":
-        return str(p.get("text", ""))
-    if rev.action == "anchors":
-        return f"{len(p.get('anchors') or [])} anchor(s)"
-    if rev.action == "ordinal":
-        return f"{len(p.get('pairs') or [])} pair(s)"
-    if rev.action == "adjudicate":
-        return " · ".join(x for x in (str(p.get("decision", "")), p.get("note", "")) if x)
-    if rev.action == "mask":
-        return f"mode {p.get('mode', 'union')}"
-    return ""
-
-
-def _history(session: Session, task_id: int) -> tuple[list[HistoryRow], list[tuple[str, str]]]:
-    rows, notes = [], []
-    for rev in task_history(session, task_id):
-        author = rev.author.name if rev.author is not None else "?"
-        rows.append(HistoryRow(rev.task_version, rev.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-                               author, rev.action, _details(rev)))
-        text = (rev.payload or {}).get("text" if rev.action == "note" else "note")
-        if text:
-            notes.append((author, str(text)))
-    return rows, notes
-
-
-def _page(session: Session, ctx: ReviewContext, task_id: int) -> TaskPage:
-    view = load_task_view(session, task_id, store=ctx.store)
-    task = get_task(session, task_id)
-    pred = task.prediction
-    label = view.label
-    raw = teacher_map(ctx.store, pred)
-    teacher = Label(raw.depth, raw.kind, raw.ignore, raw.far, "pseudo", label.intrinsics,
-                    pred.id, task_id)
-    title = f"Task {task_id}: current label ({label.source}, {label.kind})"
-    photo, teacher_pic, label_pic, figure = _pictures(view.rgb, label, teacher, pred.model,
-                                                      title)
-    history, notes = _history(session, task_id)
-    return TaskPage(
-        task_id=task.id, version=task.version, status=task.status,
-        priority=float(task.priority), uncertainty=pred.uncertainty,
-        image_name=view.image_name, teacher=pred.model, teacher_weights=pred.weights,
-        kind=str(label.kind), source=label.source, n_corrections=label.n_corrections,
-        is_gold=bool(task.is_gold), assignee=task.assignee.name if task.assignee else None,
-        label_shape=(int(label.depth.shape[0]), int(label.depth.shape[1])), photo=photo,
-        teacher_picture=teacher_pic, label_picture=label_pic, figure=figure,
-        history=history, notes=notes,
-    )
+def _next_after(ctx: ReviewContext, username: str | None, first: int | None,
+                dataset: str | None, gold_every: int) -> tuple[TaskPage | None, str]:
+    """The page of the claimed task ``first``; a broken one is set aside and the next claimed
+    (the queue never stops on a bad file)."""
+    skipped: list[int] = []
+    task_id = first
+    for _ in range(MAX_BROKEN_SKIPS):
+        if task_id is None:
+            break
+        try:
+            page = _show(ctx, username, task_id)
+            break
+        except BrokenTaskError:
+            skipped.append(task_id)
+            with ctx.session() as s:
+                task_id = _claim_next(s, username, dataset, gold_every)
+    else:
+        page = None
+    if task_id is None:
+        page = None
+    note = (f"Task(s) {', '.join(map(str, skipped))} set aside: a file is missing or corrupt "
+            "(an admin sees them as broken)." if skipped else "")
+    return page, note
 
 
 def next_page(
@@ -252,68 +202,109 @@ def next_page(
 ) -> TaskPage | None:
     """Claim the highest-priority task the user has not reviewed (their own open claim first)
     and return its page; None when the queue has nothing for them. Reviewers and admins."""
+    return next_outcome(ctx, username, dataset=dataset, gold_every=gold_every).page
+
+
+def next_outcome(ctx: ReviewContext, username: str | None, *, dataset: str | None = None,
+                 gold_every: int = 10) -> Outcome:
+    """:func:`next_page` with the note on tasks set aside on the way."""
     with ctx.session() as s:
-        user = load_user(s, username)
-        dataset_id = require_dataset(s, dataset).id if dataset else None
-        task = next_task(session=s, user=user, dataset_id=dataset_id, gold_every=gold_every)
-        task_id = task.id if task is not None else None
-    if task_id is None:
-        return None
-    return open_page(ctx, username, task_id)
+        first = _claim_next(s, username, dataset, gold_every)
+    page, note = _next_after(ctx, username, first, dataset, gold_every)
+    return Outcome(page.version if page else 0, page, note)
 
 
 def open_page(ctx: ReviewContext, username: str | None, task_id: int) -> TaskPage:
     """The page of one task (any active user may look; nothing is claimed)."""
-    with ctx.session(readonly=True) as s:
-        require_role(load_user(s, username), *[r.value for r in Role])
-        return _page(s, ctx, int(task_id))
+    return _show(ctx, username, int(task_id))
+
+
+def figure_3d(ctx: ReviewContext, username: str | None, task_id: int) -> Any:
+    """The plotly 3D view of the label the user sees on the task (built only when asked)."""
+    with actions.broken_guard(ctx, task_id), ctx.session(readonly=True) as s:
+        viewer = load_user(s, username)
+        require_role(viewer, *[r.value for r in Role])
+        data = page_data(ctx, s, get_task(s, int(task_id)), viewer)
+    with actions.broken_guard(ctx, task_id):
+        return label_figure(ctx, data)
+
+
+# ------------------------------------------------------------------------------ decisions
+def _decide(ctx: ReviewContext, username: str | None, save: Callable[[Session, Any], int],
+            show_next: bool, dataset: str | None, gold_every: int) -> Outcome:
+    """One write transaction: the save (role, claim and version checked once) and, with
+    ``show_next``, the claim of the user's next task; then that task's page is read."""
+    with ctx.session() as s:
+        version = save(s, load_user(s, username))
+        first = _claim_next(s, username, dataset, gold_every) if show_next else None
+    if not show_next:
+        return Outcome(version, None)
+    page, note = _next_after(ctx, username, first, dataset, gold_every)
+    return Outcome(version, page, note)
+
+
+def approve_page(ctx: ReviewContext, username: str | None, task_id: int,
+                 expected_version: int, note: str = "", *, dataset: str | None = None,
+                 gold_every: int = 10) -> Outcome:
+    """Approve the label the user sees and claim their next task (one transaction)."""
+    return _decide(ctx, username, lambda s, u: approve_task(
+        session=s, task_id=int(task_id), user=u, expected_version=int(expected_version),
+        note=note or "").version, True, dataset, gold_every)
+
+
+def reject_page(ctx: ReviewContext, username: str | None, task_id: int,
+                expected_version: int, reasons: Sequence[str], note: str = "", *,
+                dataset: str | None = None, gold_every: int = 10) -> Outcome:
+    """Reject with reason tags and claim the user's next task (one transaction)."""
+    return _decide(ctx, username, lambda s, u: reject_task(
+        session=s, task_id=int(task_id), user=u, expected_version=int(expected_version),
+        reasons=list(reasons or []), note=note or "").version, True, dataset, gold_every)
+
+
+def approve(ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
+            note: str = "") -> int:
+    """Approve the task's current label; returns the new task version."""
+    return _decide(ctx, username, lambda s, u: approve_task(
+        session=s, task_id=int(task_id), user=u, expected_version=int(expected_version),
+        note=note or "").version, False, None, 0).version
+
+
+def reject(ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
+           reasons: Sequence[str], note: str = "") -> int:
+    """Reject the task's current label with reason tags; returns the new task version."""
+    return _decide(ctx, username, lambda s, u: reject_task(
+        session=s, task_id=int(task_id), user=u, expected_version=int(expected_version),
+        reasons=list(reasons or []), note=note or "").version, False, None, 0).version
+
+
+def save_note(ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
+              text: str) -> int:
+    """A free-text note (stored as typed); returns the new task version."""
+    return _decide(ctx, username, lambda s, u: add_note(
+        session=s, task_id=int(task_id), user=u, expected_version=int(expected_version),
+        text=text or "").task_version, False, None, 0).version
+
+
+def undo(ctx: ReviewContext, username: str | None, task_id: int, expected_version: int) -> int:
+    """Revert the user's own last correction of the task; returns the new task version."""
+    return actions.undo_last(ctx, task_id=int(task_id), user=username,
+                             expected_version=int(expected_version))
+
+
+def with_page(ctx: ReviewContext, username: str | None, task_id: int,
+              save: Callable[[], int]) -> Outcome:
+    """Run a save of ``task_id`` and return the task's page after it."""
+    version = save()
+    return Outcome(version, _show(ctx, username, int(task_id)))
 
 
 # ------------------------------------------------------------------------------ saves
-def approve(
-    ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
-    note: str = "",
-) -> int:
-    """Approve the task's current label; returns the new task version."""
-    with ctx.session() as s:
-        task = approve_task(session=s, task_id=int(task_id), user=load_user(s, username),
-                            expected_version=int(expected_version), note=note or "")
-        return task.version
-
-
-def reject(
-    ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
-    reasons: Sequence[str], note: str = "",
-) -> int:
-    """Reject the task's current label with reason tags; returns the new task version."""
-    with ctx.session() as s:
-        task = reject_task(session=s, task_id=int(task_id), user=load_user(s, username),
-                           expected_version=int(expected_version), reasons=list(reasons or []),
-                           note=note or "")
-        return task.version
-
-
-def save_note(
-    ctx: ReviewContext, username: str | None, task_id: int, expected_version: int, text: str
-) -> int:
-    """A free-text note (stored as typed); returns the new task version."""
-    with ctx.session() as s:
-        rev = add_note(session=s, task_id=int(task_id), user=load_user(s, username),
-                       expected_version=int(expected_version), text=text or "")
-        return rev.task_version
-
-
 def _correct(ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
-             action: Action, payload: Mapping[str, Any] | None = None,
+             action: Action, payload: dict[str, Any] | None = None,
              region: np.ndarray | None = None) -> int:
-    with ctx.session(readonly=True) as s:
-        user = load_user(s, username)
-    # The role is checked (again) by the repository in the write transaction; checking here
-    # first means a viewer's region is never even written to the blob store.
-    require_role(user, Role.ADMIN, Role.REVIEWER)
-    result = save_correction(ctx, task_id=int(task_id), user=user,
-                             expected_version=int(expected_version), action=action,
-                             payload=payload, region=region)
+    result = actions.save_correction(ctx, task_id=int(task_id), user=username,
+                                     expected_version=int(expected_version), action=action,
+                                     payload=payload, region=region)
     return result.task_version
 
 
@@ -401,11 +392,13 @@ def save_anchors(
 
 def save_pairs(
     ctx: ReviewContext, username: str | None, task_id: int, expected_version: int,
-    rows: Sequence[Sequence[Any]] | None,
+    rows: Sequence[Sequence[Any]] | None, *, tilt: bool = False,
 ) -> int:
     """Ordinal pairs ``[closer column, row, farther column, row]`` (label pixels): "A is closer
-    than B". Returns the new task version."""
+    than B", corrected locally around each closer point, or with ``tilt`` by the smallest
+    global tilt of the whole label. Returns the new task version."""
     pairs = _number_rows(rows, 4, "pair")
     if not pairs:
         raise InputError("Add at least one pair: click the closer point A, then the farther B.")
-    return _correct(ctx, username, task_id, expected_version, Action.ORDINAL, {"pairs": pairs})
+    payload = {"pairs": pairs, "mode": "tilt" if tilt else "local"}
+    return _correct(ctx, username, task_id, expected_version, Action.ORDINAL, payload)

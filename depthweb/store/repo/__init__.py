@@ -2,6 +2,16 @@
 (a web handler or CLI command that opened the session with ``session_scope``)."""
 
 from depthweb.store.repo._common import get_task, head_revision
+from depthweb.store.repo.branches import (
+    branch_owners,
+    export_head,
+    is_branchy,
+    label_head,
+    label_revisions,
+    pick_label,
+    recent_history,
+    visible_history,
+)
 from depthweb.store.repo.catalog import (
     add_image,
     add_prediction,
@@ -24,8 +34,10 @@ from depthweb.store.repo.history import (
 )
 from depthweb.store.repo.queue import (
     claim_task,
+    mark_broken,
     next_task,
     release_task,
+    restore_task,
     reviews_done,
     set_required_reviews,
 )
@@ -37,8 +49,14 @@ from depthweb.store.repo.review import (
     consensus,
     reject_task,
     submit_review,
+    undo_correction,
 )
-from depthweb.store.repo.stats import ReviewerStats, queue_counts, reviewer_stats
+from depthweb.store.repo.stats import (
+    ReviewerStats,
+    count_unlabelled,
+    queue_counts,
+    reviewer_stats,
+)
 
 __all__ = [
     "LabelRecord",
@@ -49,29 +67,41 @@ __all__ = [
     "add_prediction",
     "adjudicate",
     "approve_task",
+    "branch_owners",
     "claim_task",
     "consensus",
+    "count_unlabelled",
     "create_dataset",
     "current_corrections",
     "ensure_task",
+    "export_head",
     "find_image",
     "get_dataset",
     "get_task",
     "head_revision",
     "images_without_prediction",
+    "is_branchy",
+    "label_head",
     "label_records",
+    "label_revisions",
     "list_datasets",
     "list_exports",
+    "mark_broken",
     "next_task",
+    "pick_label",
     "queue_counts",
+    "recent_history",
     "record_export",
     "reject_task",
     "release_task",
     "require_dataset",
+    "restore_task",
     "reviewer_stats",
     "reviews_done",
     "set_gold",
     "set_required_reviews",
     "submit_review",
     "task_history",
+    "undo_correction",
+    "visible_history",
 ]

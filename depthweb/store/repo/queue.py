@@ -2,27 +2,35 @@
 and the N-reviews-per-task setting.
 
 A claim is a lease (``lease_s``): while it lasts, :func:`next_task` hands the task to nobody
-else, so reviewers work on different tasks instead of racing each other on the top one. Claims
-are task mutations like any other (version-guarded). Submitting a review releases the claim.
+else and saves by anyone else are refused (:class:`~depthweb.store.errors.ClaimedError`), so
+reviewers work on different tasks instead of racing each other on the top one. A claim does not
+change the task's version (the label did not change, so the claimer's open page stays
+current); it is taken with one guarded ``UPDATE`` (free, own, or lease run out). Submitting a
+review releases the claim. Broken tasks (a file missing or corrupt) are never handed out.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
 from depthweb.store.auth import Actor, require_person, require_role
-from depthweb.store.errors import InvalidActionError, NotFoundError, StaleRevisionError
+from depthweb.store.errors import (
+    ClaimedError,
+    InvalidActionError,
+    NotFoundError,
+    StaleRevisionError,
+)
 from depthweb.store.models import Dataset, Review, Role, Task, TaskStatus, User, utcnow
-from depthweb.store.repo._common import bump_task, load_for_update
+from depthweb.store.repo._common import DEFAULT_LEASE_S, bump_task, get_task, load_for_update
 from depthweb.store.repo.review import REVIEW_ROLES, active_decisions, consensus
 
 OPEN_STATUSES = (TaskStatus.NEW.value, TaskStatus.IN_REVIEW.value)
-DEFAULT_LEASE_S = 600.0
 CANDIDATES = 20
+__all__ = ["DEFAULT_LEASE_S", "claim_task", "mark_broken", "next_task", "release_task"]
 
 
 def claim_task(
@@ -30,27 +38,59 @@ def claim_task(
     session: Session,
     task_id: int,
     user: Actor,
-    expected_version: int,
+    expected_version: int | None = None,
     now: datetime | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> Task:
-    """Assign the task to ``user`` for a lease; a new (non-gold) task becomes in_review."""
+    """Assign the task to ``user`` for a lease (the version stays); a new (non-gold) task
+    becomes in_review. Refused when someone else holds a valid claim, the task is decided or
+    broken, or (with ``expected_version``) it changed since the user saw it."""
     person = require_person(user, *REVIEW_ROLES)
-    task = load_for_update(session, task_id, expected_version)
-    if not task.is_gold and task.status not in OPEN_STATUSES:
+    now = now or utcnow()
+    task = get_task(session, task_id)
+    if expected_version is not None and task.version != expected_version:
+        raise StaleRevisionError(task_id, expected_version, task.version)
+    if task.status == TaskStatus.BROKEN or (
+            not task.is_gold and task.status not in OPEN_STATUSES):
         raise InvalidActionError(f"Task {task_id} is {task.status}; it cannot be claimed.")
-    status = (
-        TaskStatus.IN_REVIEW.value
-        if task.status == TaskStatus.NEW and not task.is_gold
-        else task.status
-    )
-    return bump_task(
-        session,
-        task_id=task_id,
-        expected_version=expected_version,
-        assignee_id=person.id,
-        claimed_at=now or utcnow(),
-        status=status,
-    )
+    status = (TaskStatus.IN_REVIEW.value
+              if task.status == TaskStatus.NEW and not task.is_gold else task.status)
+    stale_before = now - timedelta(seconds=lease_s)
+    stmt = (update(Task)
+            .where(Task.id == task_id, Task.version == task.version,
+                   or_(Task.assignee_id.is_(None), Task.assignee_id == person.id,
+                       Task.claimed_at < stale_before))
+            .values(assignee_id=person.id, claimed_at=now, status=status)
+            .returning(Task)
+            .execution_options(synchronize_session=False, populate_existing=True))
+    claimed = session.scalars(stmt).one_or_none()
+    if claimed is None:
+        fresh = get_task(session, task_id)
+        if fresh.version != task.version:
+            raise StaleRevisionError(task_id, task.version, fresh.version)
+        when = fresh.claimed_at.strftime("%H:%M UTC") if fresh.claimed_at else "?"
+        raise ClaimedError(task_id, when, round(lease_s / 60))
+    return claimed
+
+
+def mark_broken(*, session: Session, task_id: int, reason: str) -> Task:
+    """Set a task aside (status ``broken``, its claim released) because a file it needs is
+    missing or corrupt; ``reason`` (one line) is shown to admins. Needs no user: the system
+    finds broken files while serving anyone."""
+    task = get_task(session, task_id)
+    return bump_task(session, task_id=task_id, expected_version=task.version,
+                     status=TaskStatus.BROKEN.value, broken_reason=reason[:255],
+                     assignee_id=None, claimed_at=None)
+
+
+def restore_task(*, session: Session, task_id: int, user: Actor) -> Task:
+    """An admin puts a repaired broken task back in the queue (status in_review)."""
+    require_role(user, Role.ADMIN)
+    task = get_task(session, task_id)
+    if task.status != TaskStatus.BROKEN:
+        raise InvalidActionError(f"Task {task_id} is {task.status}, not broken.")
+    return bump_task(session, task_id=task_id, expected_version=task.version,
+                     status=TaskStatus.IN_REVIEW.value, broken_reason=None)
 
 
 def release_task(*, session: Session, task_id: int, user: Actor, expected_version: int) -> Task:
@@ -82,7 +122,8 @@ def _candidates(
         Task.assignee_id.is_(None), Task.assignee_id == user.id, Task.claimed_at < stale_before
     )
     unseen = ~_reviewed_by(user.id, active_only=not gold)
-    stmt = select(Task).where(Task.is_gold == gold, free, unseen)
+    stmt = select(Task).where(Task.is_gold == gold, free, unseen,
+                              Task.status != TaskStatus.BROKEN.value)
     if not gold:
         stmt = stmt.where(Task.status.in_(OPEN_STATUSES))
     if dataset_id is not None:
@@ -98,6 +139,7 @@ def _own_claim(
         Task.assignee_id == user.id,
         Task.claimed_at >= valid_after,
         or_(Task.is_gold, Task.status.in_(OPEN_STATUSES)),
+        Task.status != TaskStatus.BROKEN.value,
         ~_reviewed_by(user.id, active_only=True),
     )
     if dataset_id is not None:
@@ -146,8 +188,9 @@ def next_task(
                     user=person,
                     expected_version=task.version,
                     now=now,
+                    lease_s=lease_s,
                 )
-            except StaleRevisionError:
+            except (StaleRevisionError, ClaimedError):
                 continue  # someone claimed or changed it meanwhile: try the next one
     return None
 

@@ -31,7 +31,13 @@ from depthweb.store.models import (
     TaskStatus,
     utcnow,
 )
-from depthweb.store.repo._common import append_revision, bump_task, load_for_update
+from depthweb.store.repo._common import (
+    append_revision,
+    bump_task,
+    check_claim,
+    load_for_update,
+)
+from depthweb.store.repo.branches import branch_labels_agree, branch_of, is_branchy
 
 REVIEW_ROLES = (Role.ADMIN, Role.REVIEWER)
 REGION_ACTIONS = frozenset({Action.MASK, Action.PLANE_FILL, Action.FAR_FILL})
@@ -88,6 +94,9 @@ def submit_review(
     if decision is Decision.REJECT and not reasons:
         raise InputError("Pick at least one reason tag when rejecting a label.")
     task = load_for_update(session, task_id, expected_version)
+    check_claim(task, person)
+    if task.status == TaskStatus.BROKEN:
+        raise InvalidActionError(f"Task {task_id} is set aside as broken; open the next task.")
     if not task.is_gold and task.status == TaskStatus.SUBMITTED:
         raise InvalidActionError(
             f"Task {task_id} already has its reviews and awaits an admin's adjudication."
@@ -101,13 +110,20 @@ def submit_review(
         raise InvalidActionError(f"You already reviewed task {task_id}; open the next task.")
     values: dict[str, Any] = {"assignee_id": None, "claimed_at": None}
     if not task.is_gold:
-        values["status"] = consensus([d for _, d in decided] + [decision], task.required_reviews)
+        status = consensus([d for _, d in decided] + [decision], task.required_reviews)
+        if status == TaskStatus.APPROVED and is_branchy(task):
+            # independent branches: approved only when the approvers approved the same label
+            approvers = [r for r, _ in decided] + [person.id]
+            if not branch_labels_agree(session, task_id, approvers):
+                status = TaskStatus.SUBMITTED
+        values["status"] = status
     task = bump_task(session, task_id=task_id, expected_version=expected_version, **values)
     payload: dict[str, Any] = {"reasons": reasons}
     if note:
         payload["note"] = note
     rev = append_revision(
-        session, task, author_id=person.id, action=decision.value, payload=payload
+        session, task, author_id=person.id, action=decision.value, payload=payload,
+        branch_id=branch_of(task, person),
     )
     session.add(
         Review(
@@ -179,40 +195,31 @@ def add_correction(
     payload: dict[str, Any] | None = None,
     blob: BlobRef | None = None,
     store: BlobStore | None = None,
+    label: tuple[BlobRef, BlobRef] | None = None,
+    rules_version: int = 1,
 ) -> Revision:
     """Append a label correction (mask, anchors, ordinal, plane_fill, far_fill).
 
-    Region actions carry their (H, W) mask as ``blob``, already written with ``store``
-    (file first, row second). Earlier reviews stop counting; the task goes (back) to
-    in_review. Decided or gold tasks can only be corrected by an admin.
+    Region actions carry their (H, W) mask as ``blob``; ``label`` is the (depth, flags) pair of
+    the label the correction produced; both already written with ``store`` (file first, row
+    second). On crowd and gold tasks a reviewer's correction goes to their own branch
+    (:mod:`depthweb.store.repo.branches`) and only their own review stops counting; otherwise
+    earlier reviews stop counting and the task goes (back) to in_review. Decided tasks can only
+    be corrected by an admin; a task claimed by someone else is refused.
     """
     person = require_person(user, *REVIEW_ROLES)
     action = Action(action)
     payload = dict(payload or {})
     _validate_correction(action, payload, blob)
     task = load_for_update(session, task_id, expected_version)
-    locked = task.is_gold or task.status in FINAL_STATUSES or task.status == TaskStatus.SUBMITTED
-    if locked and person.role != Role.ADMIN:
-        raise InvalidActionError(
-            f"Task {task_id} is {'a gold task' if task.is_gold else task.status}; only an admin "
-            "can change its label."
-        )
-    if blob is not None:
+    _check_writable(task, person)
+    for ref in [r for r in (blob, *(label or ())) if r is not None]:
         if store is None:
-            raise InputError("Pass the blob store that holds the correction's mask.")
-        store.register(session, blob)
-    new_status = task.status if task.is_gold else TaskStatus.IN_REVIEW
-    task = bump_task(
-        session,
-        task_id=task_id,
-        expected_version=expected_version,
-        status=new_status,
-        assignee_id=person.id,
-        claimed_at=utcnow(),
-    )
-    session.execute(
-        update(Review).where(Review.task_id == task_id, Review.active).values(active=False)
-    )
+            raise InputError("Pass the blob store that holds the correction's files.")
+        store.register(session, ref)
+    branch = branch_of(task, person)
+    task = _touch(session, task, person, expected_version)
+    _deactivate_reviews(session, task_id, None if branch is None else person.id)
     return append_revision(
         session,
         task,
@@ -220,6 +227,70 @@ def add_correction(
         action=action.value,
         payload=payload,
         blob_sha256=blob.sha256 if blob else None,
+        label=label,
+        rules_version=rules_version,
+        branch_id=branch,
+    )
+
+
+def _check_writable(task: Task, person: Any) -> None:
+    """Refuse label changes on broken, decided or someone else's claimed tasks."""
+    check_claim(task, person)
+    if task.status == TaskStatus.BROKEN:
+        raise InvalidActionError(f"Task {task.id} is set aside as broken; open the next task.")
+    locked = not task.is_gold and (
+        task.status in FINAL_STATUSES or task.status == TaskStatus.SUBMITTED)
+    if locked and person.role != Role.ADMIN:
+        raise InvalidActionError(
+            f"Task {task.id} is {task.status}; only an admin can change its label."
+        )
+
+
+def _touch(session: Session, task: Task, person: Any, expected_version: int) -> Task:
+    """Bump the version, keep (or take: reviewers) the claim, and reopen a non-gold task."""
+    new_status = task.status if task.is_gold else TaskStatus.IN_REVIEW
+    claim = {} if person.role == Role.ADMIN else {"assignee_id": person.id,
+                                                 "claimed_at": utcnow()}
+    return bump_task(session, task_id=task.id, expected_version=expected_version,
+                     status=new_status, **claim)
+
+
+def _deactivate_reviews(session: Session, task_id: int, reviewer_id: int | None) -> None:
+    """Reviews stop counting when the label they approved changed (one reviewer's on a branch)."""
+    stmt = update(Review).where(Review.task_id == task_id, Review.active)
+    if reviewer_id is not None:
+        stmt = stmt.where(Review.reviewer_id == reviewer_id)
+    session.execute(stmt.values(active=False))
+
+
+def undo_correction(
+    *,
+    session: Session,
+    task_id: int,
+    user: Actor,
+    expected_version: int,
+    undoes: int,
+    label: tuple[BlobRef, BlobRef] | None,
+    payload: dict[str, Any] | None = None,
+) -> Revision:
+    """Revert the user's own correction ``undoes`` (a new ``undo`` revision; history kept).
+
+    ``label``: the label in effect before it (None = the teacher's prediction); the service
+    works out which correction is the user's last and what it restores.
+    """
+    person = require_person(user, *REVIEW_ROLES)
+    task = load_for_update(session, task_id, expected_version)
+    _check_writable(task, person)
+    target = session.get(Revision, undoes)
+    if target is None or target.task_id != task_id or target.author_id != person.id:
+        raise InvalidActionError("You can only undo your own last correction of this task.")
+    branch = branch_of(task, person)
+    task = _touch(session, task, person, expected_version)
+    _deactivate_reviews(session, task_id, None if branch is None else person.id)
+    return append_revision(
+        session, task, author_id=person.id, action=Action.UNDO.value,
+        payload={**(payload or {}), "undoes": int(undoes)}, label=label,
+        rules_version=target.rules_version, branch_id=branch,
     )
 
 
@@ -233,10 +304,13 @@ def add_note(
         raise InputError("The note is empty; write something before saving.")
     if len(text) > MAX_NOTE_CHARS:
         raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
-    load_for_update(session, task_id, expected_version)
+    task = load_for_update(session, task_id, expected_version)
+    check_claim(task, person)
+    branch = branch_of(task, person)
     task = bump_task(session, task_id=task_id, expected_version=expected_version)
     return append_revision(
-        session, task, author_id=person.id, action=Action.NOTE.value, payload={"text": text}
+        session, task, author_id=person.id, action=Action.NOTE.value, payload={"text": text},
+        branch_id=branch,
     )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from depthweb.store.models import FINAL_STATUSES, Decision, Review, Task, TaskStatus, User
+from depthweb.store.models import FINAL_STATUSES, Decision, Image, Review, Task, TaskStatus, User
 
 _DECISION_OF_STATUS = {
     TaskStatus.APPROVED.value: Decision.APPROVE.value,
@@ -81,3 +81,11 @@ def queue_counts(session: Session, *, dataset_id: int | None = None) -> dict[str
     counts = {s.value: 0 for s in TaskStatus}
     counts.update({str(k): int(v) for k, v in session.execute(stmt)})
     return counts
+
+
+def count_unlabelled(session: Session, *, dataset_id: int) -> int:
+    """Images of the dataset with no review task yet (a pseudo-label job has not reached
+    them, or is still running)."""
+    has_task = exists().where(Task.image_id == Image.id)
+    return int(session.scalar(select(func.count(Image.id)).where(
+        Image.dataset_id == dataset_id, ~has_task)) or 0)
