@@ -129,7 +129,10 @@ def _context(settings: Settings, mode: str) -> ReviewContext | None:
     """The review context, or None (mode ``auto``) when the database cannot be used."""
     try:
         if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
-            return None
+            if not oauth_available():
+                return None
+            # a Space signs people in with Hugging Face and has no command line: create it
+            return ReviewContext.from_settings(settings, create=True)
         return ReviewContext.from_settings(settings)
     except DepthwebError as exc:  # unusable URL, missing driver, unreachable or not migrated
         if mode == "on":
@@ -154,7 +157,7 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
     if n_users == 0 and mode == "auto" and not oauth:
         ctx.close()
         return None
-    if n_users == 0:
+    if n_users == 0 and not oauth:  # on a Space, DEPTHWEB_ADMINS names the first admins
         log.warning("the review tabs are on but no user exists: add one with "
                     "`depthweb users add NAME --role admin`")
     return ReviewApp(ctx, oauth=oauth)

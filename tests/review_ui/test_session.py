@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError, InputError
@@ -285,6 +286,34 @@ def test_the_app_uses_password_login_or_hugging_face_oauth_on_spaces(tmp_path, m
         assert demo.expects_oauth is on_space  # the HF button exists only on a Space
         assert ("auth" in kwargs) is (not on_space)  # on a Space: Hugging Face sign-in
         assert "auth" not in studio_mount_kwargs(settings)  # the Studio is always public
+    finally:
+        auth.clear_review_cache()
+
+
+@pytest.mark.parametrize("on_space", [False, True])
+def test_a_fresh_space_creates_its_database_and_other_fresh_installs_do_not(
+        tmp_path, monkeypatch, on_space):
+    """No database file yet: on a Space (Hugging Face sign-in, no command line) the review
+    platform creates and migrates it; elsewhere ``auto`` keeps the review platform off."""
+    for var in ("SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    if on_space:
+        monkeypatch.setenv("SYSTEM", "spaces")
+        monkeypatch.setenv("SPACE_ID", "someone/depthweb")
+        monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+        monkeypatch.setattr(auth, "_has_authlib", lambda: True)
+    settings = settings_for(tmp_path)
+    db = Path(make_url(settings.resolved_database_url).database)
+    assert not db.exists()
+    auth.clear_review_cache()
+    try:
+        app = auth.review_setup(settings)
+        assert (app is not None) is on_space
+        assert db.is_file() is on_space
+        if on_space:
+            assert app.oauth
+            with app.ctx.session(readonly=True) as s:  # the schema is there and current
+                assert get_user(s, "nobody") is None
     finally:
         auth.clear_review_cache()
 

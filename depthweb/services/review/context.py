@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError
 from depthweb.services.review.cache import PageCache
-from depthweb.store import BlobStore, make_engine, require_current_schema, session_scope
+from depthweb.store import (
+    BlobStore,
+    make_engine,
+    require_current_schema,
+    session_scope,
+    upgrade,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +74,12 @@ class ReviewContext:
         *,
         engine: Engine | None = None,
         check_schema: bool = True,
+        create: bool = False,
     ) -> ReviewContext:
         """Open the database of ``settings`` (or use ``engine``) and its blob store.
+
+        With ``create`` the schema is created or migrated first (what ``depthweb db upgrade``
+        does), for deployments with no command line such as a Hugging Face Space.
 
         With ``check_schema`` the database must be migrated to the newest revision (else a
         :class:`DepthwebError` says to run ``depthweb db upgrade``); an unreachable database is
@@ -81,6 +91,8 @@ class ReviewContext:
         ctx = cls(settings, engine, blob_store(settings), owns)
         if check_schema:
             try:
+                if create:
+                    upgrade(engine)
                 require_current_schema(engine)
             except SQLAlchemyError as exc:
                 ctx.close()
