@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def _config(settings: Settings, host: str, port: int) -> tuple[uvicorn.Config, Assembly]:
+    # Old files out first, then on a schedule: building the Blocks already copies example
+    # files into Gradio's temp folder, which a clean-up after it would delete.
+    Janitor.from_settings(settings).start()
     assembly = assemble(settings)
     app = wrap(assembly.app, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             ws="none", timeout_graceful_shutdown=5,
                             proxy_headers=False)  # client addresses: DEPTHWEB_TRUSTED_PROXIES
-    Janitor.from_settings(settings).start()  # old files out now, then on a schedule
     return config, assembly
 
 
