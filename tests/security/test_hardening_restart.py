@@ -61,12 +61,18 @@ def test_files_from_before_a_restart_are_gone_after_it(tmp_path, stop):
 
 
 @pytest.mark.parametrize("mode", ["auto", "on"])
-def test_an_unusable_database_at_start_leaves_no_review_endpoint_open(tmp_path, mode):
+@pytest.mark.parametrize("database", ["garbage SQLite file", "unreachable PostgreSQL"])
+def test_an_unusable_database_at_start_leaves_no_review_endpoint_open(tmp_path, mode,
+                                                                      database):
     root = tmp_path / "app"
     data = root / "data"
     data.mkdir(parents=True)
-    (data / "depthweb.sqlite").write_bytes(b"this is not an SQLite database" * 100)
-    server = start_hardened(root, extra_env={"DEPTHWEB_REVIEW": mode})
+    env = {"DEPTHWEB_REVIEW": mode}
+    if database == "garbage SQLite file":
+        (data / "depthweb.sqlite").write_bytes(b"this is not an SQLite database" * 100)
+    else:  # nothing listens on port 1
+        env["DEPTHWEB_DATABASE_URL"] = "postgresql://depthweb:pg-pass-XYZ@127.0.0.1:1/depthweb"
+    server = start_hardened(root, extra_env=env)
     try:
         review = httpx.Client(base_url=server.review_url, timeout=60)
         page = review.get("/", headers={"Accept": "text/html"})
@@ -80,6 +86,7 @@ def test_an_unusable_database_at_start_leaves_no_review_endpoint_open(tmp_path, 
         assert httpx.get(f"{server.url}/config", timeout=30).status_code == 200
         assert httpx.get(f"{server.url}/", timeout=30).status_code == 200
         assert "Traceback" not in server.log()
+        assert "pg-pass-XYZ" not in server.log()  # the database password is never logged
         assert "review platform unavailable" in server.log()
     finally:
         server.stop()
