@@ -132,6 +132,20 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     assert str(u) in text_of(page, "#review-anchors")  # ... and the anchor is still there
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts / "review_stale.png"))
+    # One anchor cannot fix a disparity label's scale and shift: refused with a sentence.
+    page.click("#review-save-anchors")
+    assert "Not saved" in wait_status(page, "second anchor")
+    assert number(page, "#review-version") == version + 2  # nothing saved
+    # A second anchor, at a depth consistent with the teacher's shape (the teacher has random
+    # weights: a depth from the ground truth could ask it for an impossible fit).
+    u2, v2 = next((u2, v2) for v2 in range(330, 420, 10) for u2 in range(420, 560, 10)
+                  if abs(v2 - v) >= 30 and np.isfinite(teacher[v2, u2]) and teacher[v2, u2] > 0
+                  and abs(teacher[v2, u2] - teacher[v, u]) > 0.05 * abs(teacher[v, u]))
+    depth2 = truth[v, u] * teacher[v, u] / teacher[v2, u2]
+    page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
+    click_image_pixel(page, "#review-photo", u2, v2)
+    page.wait_for_function("(v) => document.querySelector('#review-anchors')"
+                           ".innerText.includes(v)", arg=str(v2))
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")
@@ -160,7 +174,7 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
             ("approve", "rev")]
         assert revs[3].payload["text"] == XSS_NOTE and s.get(Task, task_id).status == "approved"
         anchors = revs[2].payload["anchors"]
-    assert len(anchors) == 1 and abs(anchors[0][0] - u) <= 2 and abs(anchors[0][1] - v) <= 2
+    assert len(anchors) == 2 and abs(anchors[0][0] - u) <= 2 and abs(anchors[0][1] - v) <= 2
 
     report = export_dataset(ctx, "nyu", tmp_path / "export", user=SYSTEM)
     rows = [json.loads(line) for line in (report.path / "manifest.jsonl").read_text()
@@ -172,8 +186,9 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     label = np.load(report.path / row["label"])
     assert mask.shape == label.shape == shape
     assert 0.001 < mask.mean() < 0.1 and np.argwhere(mask)[:, 0].mean() < shape[0] / 2
-    au, av = round(anchors[0][0]), round(anchors[0][1])
-    assert label[av, au] == pytest.approx(anchors[0][2], rel=1e-3)  # the anchor's depth
+    for anchor in anchors:  # two anchors fix scale and shift: the label passes through both
+        au, av = round(anchor[0]), round(anchor[1])
+        assert label[av, au] == pytest.approx(anchor[2], rel=1e-3)
     assert not np.allclose(label, teacher, equal_nan=True)  # the re-fit changed the label
     others = [r for r in rows if r["task_id"] != task_id]
     assert all(r["source"] == "pseudo" and r["mask"] is None for r in others)

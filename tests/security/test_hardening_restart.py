@@ -27,6 +27,9 @@ def test_files_from_before_a_restart_are_gone_after_it(tmp_path, stop):
     build_models(root / "models")
     seed_users(root / "data")
     server = start_hardened(root, root / "models")
+    # The app's own example files, copied in at every start (public, re-created each time).
+    examples = {p.relative_to(server.gradio_temp) for p in server.gradio_temp.rglob("*")
+                if p.is_file()}
     try:
         client = Client(server.url, verbose=False, download_files=str(tmp_path / "dl"),
                         analytics_enabled=False)
@@ -39,7 +42,8 @@ def test_files_from_before_a_restart_are_gone_after_it(tmp_path, stop):
         private = upload.json()[0]
         assert rev.get(f"/gradio_api/file={private}").status_code == 200
         outputs = sorted(p for p in server.outputs.rglob("*") if p.is_file())
-        temps = sorted(p for p in server.gradio_temp.rglob("*") if p.is_file())
+        temps = sorted(p for p in server.gradio_temp.rglob("*") if p.is_file()
+                       and p.relative_to(server.gradio_temp) not in examples)
         assert outputs and temps
     finally:
         if stop == "kill -9":
