@@ -21,7 +21,7 @@ from PIL import Image
 
 PUBLIC, REVIEWER, ADMIN = "public-read", "reviewer", "admin"
 
-STUDIO = frozenset({"/predict", "/compare", "/stereo"})
+STUDIO = frozenset({"/predict", "/compare", "/stereo", "/video"})
 """The public Studio's endpoints (anonymous callers welcome)."""
 
 ROLES: dict[str, str] = {
@@ -30,7 +30,8 @@ ROLES: dict[str, str] = {
     "/review_next": REVIEWER, "/review_approve": REVIEWER, "/review_reject": REVIEWER,
     "/review_save_mask": REVIEWER, "/review_fill": REVIEWER,
     "/review_save_anchors": REVIEWER, "/review_save_ordinal": REVIEWER,
-    "/review_note": REVIEWER,
+    "/review_note": REVIEWER, "/review_undo": REVIEWER,
+    "/review_3d": PUBLIC, "/review_ping": PUBLIC,
     # Admin tab.
     "/admin_overview": ADMIN, "/admin_adjudicate": ADMIN, "/admin_gold": ADMIN,
     "/admin_reviews_per_task": ADMIN, "/admin_users": ADMIN, "/admin_add_user": ADMIN,
@@ -82,6 +83,14 @@ def make_case(ctx, tmp: Path, weights: str) -> Case:
     return Case(task_id, version, shape, photo, layer, weights)
 
 
+def _clip(folder: Path) -> Path:
+    """A short phone-style clip (made once per folder) for ``/video``."""
+    from tests.video.clips import phone_clip
+
+    path = folder / "clip.mov"
+    return path if path.is_file() else phone_clip(path, frames=6, rotation=0, vfr=False)
+
+
 def arguments(name: str, case: Case) -> tuple:
     """Positional arguments for ``client.predict(*args, api_name=name)``."""
     from gradio_client import handle_file
@@ -93,6 +102,7 @@ def arguments(name: str, case: Case) -> tuple:
         "/predict": (photo, "depthweb-student", 0, 0, 0, ""),
         "/compare": (photo, ["depthweb-student", "depth-anything-v2-small"], ""),
         "/stereo": (photo, photo, None, 500, 0.1, 0, ""),
+        "/video": (handle_file(str(_clip(case.photo.parent))), "depthweb-student", 6, 1, 0, -1),
         "/review_open": (t,),
         "/review_next": ("nyu",),
         "/review_approve": (t, v, "approved by a test"),
@@ -102,6 +112,9 @@ def arguments(name: str, case: Case) -> tuple:
         "/review_save_anchors": (t, v, {"headers": ANCHORS, "data": [[10, 10, 2.0]]}),
         "/review_save_ordinal": (t, v, {"headers": PAIRS, "data": [[10, 40, 10, 5]]}),
         "/review_note": (t, v, "a note"),
+        "/review_undo": (t, v),
+        "/review_3d": (t,),
+        "/review_ping": (),
         "/admin_overview": ("nyu",),
         "/admin_adjudicate": ("nyu", t, v, "approve", "final"),
         "/admin_gold": ("nyu", t, v, "approve"),
