@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,6 +14,13 @@ from depthweb.config import Settings
 from depthweb.server.sessions import SessionGuard, form_username
 from depthweb.store import SYSTEM, create_user, make_engine, session_scope, upgrade
 from depthweb.store.sessions import check_session
+
+
+def _run(coro):
+    """Run ``coro`` to completion in a thread of its own: a session-wide Playwright (sync API)
+    may already run an event loop in this thread, where ``asyncio.run`` refuses."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _fake_gradio(scope, receive, send):
@@ -44,7 +52,7 @@ def test_a_login_is_recorded_from_either_form_encoding(tmp_path, multipart):
                                                            fields.items()})
             return await client.post("/login", data=fields)
 
-    assert asyncio.run(go()).status_code == 200
+    assert _run(go()).status_code == 200
     with session_scope(engine, readonly=True) as s:
         assert check_session(session=s, token="tok-123", idle_s=60, absolute_s=60).user == "ann"
     engine.dispose()
@@ -53,5 +61,5 @@ def test_a_login_is_recorded_from_either_form_encoding(tmp_path, multipart):
 def test_a_form_without_a_name_gives_an_empty_name():
     scope = {"type": "http", "method": "POST", "path": "/login",
              "headers": [(b"content-type", b"application/x-www-form-urlencoded")]}
-    assert asyncio.run(form_username(scope, b"password=x")) == ""
-    assert asyncio.run(form_username(scope, b"username=%20bob%20&password=x")) == "bob"
+    assert _run(form_username(scope, b"password=x")) == ""
+    assert _run(form_username(scope, b"username=%20bob%20&password=x")) == "bob"
