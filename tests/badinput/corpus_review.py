@@ -216,14 +216,16 @@ STUDIO_ANCHOR_CASES = [
          Refused("at most 1000")),
 ]
 REVIEW_ANCHOR_CASES = [
-    Case("review-anchors-valid", "review-anchors", _value([[20, 30, 2.5]]), Handled()),
+    # Two anchors: one cannot fix a disparity label's scale and shift (geometry tests).
+    Case("review-anchors-valid", "review-anchors", _value([[20, 30, 2.5], [40, 10, 3.0]]),
+         Handled()),
     Case("review-anchors-nan", "review-anchors", _value([[float("nan"), 10, 2.0]]),
          Refused("needs 3 numbers")),
     Case("review-anchors-inf-depth", "review-anchors", _value([[10, 10, float("inf")]]),
          Refused("needs 3 numbers")),
     Case("review-anchors-negative", "review-anchors", _value([[10, 10, -2.0]]),
          Refused("positive")),
-    Case("review-anchors-outside", "review-anchors", _value([[5000, 10, 2.0]]),
+    Case("review-anchors-outside", "review-anchors", _value([[5000, 10, 2.0], [20, 30, 2.5]]),
          Refused("outside")),
     Case("review-anchors-text", "review-anchors", _value([["ten", 10, 2.0]]),
          Refused("not all numbers")),
