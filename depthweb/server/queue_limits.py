@@ -63,12 +63,12 @@ def oversized_image(data: Any, max_pixels: int, upload_root: Path) -> str | None
             with Image.open(resolved) as im:  # reads the header only
                 width, height = im.size
         except Image.DecompressionBombError:  # Pillow refuses the header itself: far too large
-            return (f"The image is too large for this server (the limit is "
+            return (f"{path.name} is too large for this server (the limit is "
                     f"{max_pixels / 1e6:.1f} MP): resize it and try again.")
         except (OSError, UnidentifiedImageError, ValueError):
             continue  # not an image (or unreadable): the handler reports it
         if width * height > max_pixels:
-            return (f"The image is too large for this server ({width}x{height} = "
+            return (f"{path.name} is too large for this server ({width}x{height} = "
                     f"{width * height / 1e6:.1f} MP; the limit is {max_pixels / 1e6:.1f} MP): "
                     "resize it and try again.")
     return None

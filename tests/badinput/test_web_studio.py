@@ -19,12 +19,17 @@ pytestmark = pytest.mark.slow
 
 
 def _call(client, api: str, **kwargs):
+    import httpx
     from gradio_client.exceptions import AppError
 
     try:
         return client.predict(api_name=api, **kwargs), None
     except AppError as err:
         return None, err
+    except httpx.HTTPStatusError as err:  # refused where it joins the queue (size caps)
+        if err.response.status_code != 400:
+            raise
+        return None, err.response.json().get("detail", err.response.text)
 
 
 def _refused(expect, err, name: str | None = None) -> None:
