@@ -134,3 +134,14 @@ def remove_dir(path: str | os.PathLike) -> None:
     doomed = path.with_name(f".{path.name}.del-{uuid.uuid4().hex[:8]}")
     os.rename(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

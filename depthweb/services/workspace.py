@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from depthweb.config import Settings
+from depthweb.fsutil import pid_alive as _alive
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,6 @@ def use_own_gradio_temp() -> Path:
     os.environ["GRADIO_TEMP_DIR"] = str(path)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def dead_process_temps() -> list[Path]:

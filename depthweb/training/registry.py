@@ -35,6 +35,7 @@ from typing import Any
 
 from depthweb.config import Settings, get_settings
 from depthweb.errors import InputError
+from depthweb.fsutil import pid_alive as _alive
 from depthweb.models.specs import SPEC_BY_NAME, ModelSpec
 from depthweb.types import DepthKind
 
@@ -258,16 +259,6 @@ def _clear_leftovers(root: Path, name: str) -> None:
         pid = p.name[len(f".tmp-{name}-"):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _load(path: Path) -> StudentRecord | None:
