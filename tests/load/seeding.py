@@ -133,7 +133,9 @@ def start_platform(root: Path, shared: Path, *, n_users: int = 50, n_tasks: int 
     weights = build_teacher(root / "models")
     data_dir = seed(root, shared, weights)
     env = {"DEPTHWEB_MODEL_DIR": str(root / "models"), "DEPTHWEB_DEFAULT_MODEL": TEACHER,
-           "DEPTHWEB_QUEUE_MAX_SIZE": str(queue_max_size)}
+           "DEPTHWEB_QUEUE_MAX_SIZE": str(queue_max_size),
+           # the load clients' X-Forwarded-For names each visitor's own address (workload.py)
+           "DEPTHWEB_TRUSTED_PROXIES": "127.0.0.1"}
     with ThreadPoolExecutor(1) as pool:
         starting = pool.submit(start_review_app, root, data_dir, weights, extra_env=env)
         try:

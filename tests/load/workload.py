@@ -113,19 +113,31 @@ def connect(url: str, users: Sequence[str], password: str, workers: int = 8,
             timeout_s: float = 120.0, studio_url: str | None = None) -> list[Connection]:
     """One :class:`Connection` per user, its review client logged in to ``url`` (made in
     parallel; no downloads; ``timeout_s`` for each HTTP request, login included, instead of
-    httpx's 5 s); the Studio at ``studio_url`` (default: the server's root)."""
+    httpx's 5 s); the Studio at ``studio_url`` (default: the server's root).
+
+    Each anonymous Studio client names its own address in ``X-Forwarded-For`` (see
+    :func:`client_address_of`): 50 visitors come from 50 addresses, not all from loopback, so
+    the per-address queue cap (``DEPTHWEB_QUEUE_PER_USER``) applies to each of them alone. The
+    server must trust loopback as a proxy (``DEPTHWEB_TRUSTED_PROXIES``) for this to count."""
     from gradio_client import Client
 
     root = studio_url or url.removesuffix("/").removesuffix("review")
 
-    def make(name: str) -> Connection:
+    def make(index_name: tuple[int, str]) -> Connection:
+        index, name = index_name
         options = {"verbose": False, "download_files": False, "analytics_enabled": False,
                    "httpx_kwargs": {"timeout": timeout_s}}
         return Connection(Client(url, auth=(name, password), **options),
-                          Client(root, **options))
+                          Client(root, headers={"X-Forwarded-For": client_address_of(index)},
+                                 **options))
 
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(make, users))
+        return list(pool.map(make, enumerate(users)))
+
+
+def client_address_of(index: int) -> str:
+    """The address the ``index``-th load client claims (TEST-NET-2, 198.51.100.0/24, and on)."""
+    return f"198.51.{100 + index // 250}.{1 + index % 250}"
 
 
 def close_all(clients: Sequence) -> None:
