@@ -16,6 +16,7 @@ the services and the repository check the role. API endpoints: ``review_next``,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import gradio as gr
 import numpy as np
@@ -116,9 +117,11 @@ class ReviewHandlers:
                 page = svc.open_page(self.ctx, name, int(task_id))
                 status = (f"Not saved: task {task_id} changed meanwhile (now version "
                           f"{page.version}). It was reloaded; check it and save again.")
-                keep = shown.pending if shown and shown.task_id == page.task_id else None
-                return [*self.view(page, name, dataset=ds, pending=keep), gr.skip(), gr.skip(),
-                        gr.skip(), status]
+                same = shown is not None and shown.task_id == page.task_id
+                view = self.view(page, name, dataset=ds, pending=shown.pending if same else None)
+                if same:  # the tables stay (skipped below): so do the points behind them
+                    view[-1] = replace(view[-1], anchors=shown.anchors, pairs=shown.pairs)
+                return [*view, gr.skip(), gr.skip(), gr.skip(), status]
         done = f"Saved: {what} on task {task_id} (now version {out.version})."
         page = out.page
         if page is None or page.task_id != int(task_id):

@@ -46,13 +46,24 @@ def limits_markdown() -> str:
 @dataclass(frozen=True)
 class Shown:
     """The task on the page: its label shape, the display photo (h, w, 3), a pending ordinal
-    point A (label pixels) waiting for its B, and the dataset the user picked for Next."""
+    point A (label pixels) waiting for its B, and the dataset the user picked for Next.
+
+    ``anchors`` / ``pairs``: the rows of the two tables as the server last wrote or received
+    them (None: not known yet, read the tables). Clicks are processed one after the other
+    against these, so two quick clicks both count: the second click's table values, sent by
+    the browser before the first click's answer arrived, would miss the first point."""
 
     task_id: int
     label_shape: tuple[int, int]
     photo: np.ndarray
     pending: tuple[int, int] | None = None
     dataset: str | None = None
+    anchors: tuple[tuple[float, ...], ...] | None = None
+    pairs: tuple[tuple[float, ...], ...] | None = None
+
+    def with_points(self, anchors, pairs) -> Shown:
+        return replace(self, anchors=tuple(tuple(r) for r in anchors),
+                       pairs=tuple(tuple(r) for r in pairs))
 
 
 def info_markdown(page: svc.TaskPage, show_gold: bool) -> str:
@@ -119,7 +130,10 @@ def wire_points(c: dict, anchor_mode: str) -> None:
             raise gr.Error("Open a task first, then click the photo.", print_exception=False)
         u, v = svc.to_label(float(evt.index[0]), float(evt.index[1]), shown.label_shape,
                             shown.photo.shape[:2])
-        anchors, pairs = complete_rows(anchors, 3), complete_rows(pairs, 4)
+        anchors = [list(r) for r in shown.anchors] if shown.anchors is not None else \
+            complete_rows(anchors, 3)
+        pairs = [list(r) for r in shown.pairs] if shown.pairs is not None else \
+            complete_rows(pairs, 4)
         if mode == anchor_mode:
             if depth is None or not float(depth) > 0:
                 raise gr.Error("Type the true depth of the point (in metres) first, then "
@@ -130,21 +144,30 @@ def wire_points(c: dict, anchor_mode: str) -> None:
         else:
             pairs.append([*shown.pending, u, v])
             shown = replace(shown, pending=None)
+        shown = shown.with_points(anchors, pairs)
         return marked_photo(shown, anchors, pairs), anchors, pairs, shown
 
+    # "multiple": a click while the previous one is answered is queued, not dropped (Gradio's
+    # default "once" ignores it), and runs after it against the state it left (Shown); no
+    # progress overlay, which would cover the photo and swallow that click.
     c["photo"].select(on_click, [c["shown"], c["click_mode"], c["depth"], c["anchors"],
                                  c["pairs"]],
                       [c["photo"], c["anchors"], c["pairs"], c["shown"]],
-                      api_visibility="private")
+                      api_visibility="private", trigger_mode="multiple", show_progress="hidden")
 
     def on_clear(shown: Shown | None):
-        shown = replace(shown, pending=None) if shown is not None else None
+        shown = replace(shown, pending=None).with_points([], []) if shown is not None else None
         return marked_photo(shown, [], []), [], [], shown
 
     c["clear"].click(on_clear, [c["shown"]], [c["photo"], c["anchors"], c["pairs"], c["shown"]],
                      api_visibility="private")
 
+    def on_edit(shown: Shown | None, anchors, pairs):
+        """The user typed in a table: it is what counts from now on."""
+        anchors, pairs = complete_rows(anchors, 3), complete_rows(pairs, 4)
+        shown = shown.with_points(anchors, pairs) if shown is not None else None
+        return marked_photo(shown, anchors, pairs), shown
+
     for table in (c["anchors"], c["pairs"]):
-        table.input(lambda shown, a, p: marked_photo(shown, a, p),
-                    [c["shown"], c["anchors"], c["pairs"]], [c["photo"]],
+        table.input(on_edit, [c["shown"], c["anchors"], c["pairs"]], [c["photo"], c["shown"]],
                     api_visibility="private")

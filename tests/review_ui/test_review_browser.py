@@ -72,9 +72,13 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
     box = page.evaluate(
         """(sel) => { const img = document.querySelector(sel + ' img');
             const r = img.getBoundingClientRect();
-            return {x: r.x, y: r.y, w: r.width, h: r.height,
+            return {x: r.x, y: r.y, w: r.width, h: r.height, fit: getComputedStyle(img).objectFit,
                     nw: img.naturalWidth, nh: img.naturalHeight}; }""", selector)
-    scale = min(box["w"] / box["nw"], box["h"] / box["nh"])
+    scale = min(box["w"] / box["nw"], box["h"] / box["nh"])  # object-fit: contain
+    if box["fit"] == "scale-down":  # a small image is drawn at its own size, centred
+        scale = min(scale, 1.0)
+    elif box["fit"] == "none":
+        scale = 1.0
     x0 = box["x"] + (box["w"] - box["nw"] * scale) / 2
     y0 = box["y"] + (box["h"] - box["nh"] * scale) / 2
     page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)

@@ -52,10 +52,6 @@ def actions_of(ctx, task_id: int) -> list[str]:
                               .order_by(Revision.task_version)))
 
 
-@pytest.mark.xfail(reason="known defect (issue 12): in Chromium the two clicks that add an "
-                   "ordinal pair on the photo give an 'Error' toast and no pair, so the save is "
-                   "refused; undo/approve from the keyboard are covered at service level only",
-                   strict=False)
 def test_shortcuts_are_shown_and_undo_and_approve_work_from_the_keyboard(
     review_server, browser, artifacts, ctx, keys_world
 ):
@@ -75,8 +71,11 @@ def test_shortcuts_are_shown_and_undo_and_approve_work_from_the_keyboard(
     assert task_id == tasks[-1]  # the higher priority one
 
     page.get_by_text("Ordinal pair (click closer A, then farther B)").click()
+    # two quick clicks (the second before the first is answered): both count
     click_image_pixel(page, "#review-photo", 80 * 1.0, 10 * 1.0)
     click_image_pixel(page, "#review-photo", 80 * 1.0, 110 * 1.0)
+    page.wait_for_function("() => document.querySelector('#review-pairs').innerText"
+                           ".includes('110')")
     page.locator("#review-save-pairs").click()
     wait_status(page, "Saved: ordinal pairs")
     assert actions_of(ctx, task_id) == ["ordinal"]
