@@ -51,8 +51,9 @@ def p95_ratios(phases: dict[str, dict]) -> dict[str, float | None]:
 def format_table(report: dict) -> list[str]:
     """Plain-text lines: per phase and kind, requests, outcomes, p50 / p95 / max in ms."""
     lines = []
-    head = f"{'phase':<9} {'kind':<8} {'n':>5} {'ok':>5} {'stale':>5} {'empty':>5} " \
-           f"{'qfull':>5} {'fail':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'x p95':>6}"
+    head = f"{'phase':<9} {'kind':<8} {'n':>5} {'ok':>5} {'stale':>5} {'refus':>5} " \
+           f"{'empty':>5} {'qfull':>5} {'fail':>4} {'p50 ms':>8} {'p95 ms':>8} " \
+           f"{'max ms':>8} {'x p95':>6}"
     ratios = report.get("p95_ratio_load_vs_baseline", {})
     for name, phase in report["phases"].items():
         lines += [f"{name}: {phase['requests']} requests in {phase['wall_s']} s "
@@ -63,7 +64,8 @@ def format_table(report: dict) -> list[str]:
             ratio = ratios.get(kind) if name == "load" else None
             lines.append(
                 f"{name:<9} {kind:<8} {k['requests']:>5} {k['ok']:>5} {k['stale']:>5} "
-                f"{k['empty']:>5} {k['queue_full']:>5} {k['failed']:>4} {_ms(k['p50_ms'])} "
+                f"{k['refused']:>5} {k['empty']:>5} {k['queue_full']:>5} {k['failed']:>4} "
+                f"{_ms(k['p50_ms'])} "
                 f"{_ms(k['p95_ms'])} {_ms(k['max_ms'])} {ratio or '':>6}")
     return lines
 
@@ -115,7 +117,7 @@ def run_scenario(root: Path, shared: Path, *, clients: int = 50, duration_s: flo
         conns = wl.connect(platform.url, platform.users, platform.password)
         timings["login"] = round(time.monotonic() - t0, 1)
         workers = wl.make_workers(conns, platform.task_ids, platform.photo, seed=seed,
-                                  timeout_s=timeout_s)
+                                  timeout_s=timeout_s, anchors=platform.anchors)
         phases = {"warmup": warm_up(workers[0])}
         if baseline_s > 0:
             phases["baseline"] = wl.run_mix(workers[:1], duration_s=baseline_s)

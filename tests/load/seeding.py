@@ -42,6 +42,7 @@ class LoadPlatform:
     task_ids: list[int]
     versions_before: dict[int, int] = field(default_factory=dict)
     photo: Path | None = None
+    anchors: dict[int, list[list[float]]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -149,7 +150,37 @@ def start_platform(root: Path, shared: Path, *, n_users: int = 50, n_tasks: int 
     load_tasks = sorted(task_versions(db_file(server)))
     every_task = task_versions(db_file(server), dataset=None)  # the others must not change
     photo = shared.joinpath(*PREDICT_PHOTO)
-    return LoadPlatform(server, user_names(n_users), load_tasks, every_task, photo)
+    return LoadPlatform(server, user_names(n_users), load_tasks, every_task, photo,
+                        anchor_rows(data_dir, load_tasks))
+
+
+def anchor_rows(data_dir: Path, task_ids: list[int]) -> dict[int, list[list[float]]]:
+    """Per task, two scale anchors a reviewer could give: two pixels whose teacher values
+    differ by more than 5 %, at depths consistent with the teacher's shape (1/disparity, the
+    first at 2 m). The tiny random teacher is flat over most of a photo, where two anchors
+    are refused ("equal predicted values"), so the clients cannot pick pixels at random."""
+    from depthweb.config import Settings
+    from depthweb.services.review import ReviewContext
+    from depthweb.services.review.labels import teacher_map
+    from depthweb.store.models import Task
+
+    rows: dict[int, list[list[float]]] = {}
+    settings = Settings(data_dir=data_dir, device="cpu")
+    with ReviewContext.from_settings(settings) as ctx, ctx.session(readonly=True) as s:
+        for task_id in task_ids:
+            d = teacher_map(ctx.store, s.get(Task, task_id).prediction).depth
+            ok = np.isfinite(d) & (d > 0)
+            flat = np.flatnonzero(ok)
+            if flat.size < 2:
+                continue
+            lo, hi = flat[np.argmin(d.flat[flat])], flat[np.argmax(d.flat[flat])]
+            if d.flat[hi] <= 1.05 * d.flat[lo]:
+                continue
+            (v1, v2), (u1, u2) = np.unravel_index([lo, hi], d.shape)
+            k = 2.0 * float(d.flat[lo])  # depth = k / disparity
+            rows[task_id] = [[int(u1), int(v1), 2.0],
+                             [int(u2), int(v2), round(k / float(d.flat[hi]), 4)]]
+    return rows
 
 
 def db_file(server: ReviewServer) -> Path:
@@ -161,8 +192,8 @@ def check_database(db_path: Path, before: dict[int, int], saves: Counter, claims
     """Problems found in the database after the load ([] = consistent).
 
     - ``PRAGMA integrity_check`` is ``ok`` and no foreign key is dangling;
-    - each task's version grew by exactly the saves plus claims its clients counted (tasks
-      nobody touched kept theirs);
+    - each task's version grew by exactly the saves its clients counted (a claim leaves the
+      version as it is; tasks nobody touched kept theirs);
     - each task got exactly as many new revisions as the clients counted successful saves, and
       as many reviews as they counted successful approvals;
     - each task's revisions form one chain (parent = previous head, versions increasing).
@@ -183,10 +214,10 @@ def check_database(db_path: Path, before: dict[int, int], saves: Counter, claims
     for task_id, rev_id, parent, version in revs:
         by_task.setdefault(int(task_id), []).append((rev_id, parent, version))
     for task_id, v0 in before.items():
-        grown, expected = after[task_id] - v0, saves[task_id] + claims[task_id]
-        if grown != expected:
-            problems.append(f"task {task_id}: version +{grown}, clients counted {expected} "
-                            f"({saves[task_id]} saves + {claims[task_id]} claims)")
+        grown = after[task_id] - v0
+        if grown != saves[task_id]:
+            problems.append(f"task {task_id}: version +{grown}, clients counted "
+                            f"{saves[task_id]} saves ({claims[task_id]} claims)")
         chain = by_task.get(task_id, [])
         new = [r for r in chain if r[2] > v0]
         if len(new) != saves[task_id]:

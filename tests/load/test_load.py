@@ -2,8 +2,9 @@
 saves against one launched app (SQLite file) for a bounded time on loopback.
 
 No request may fail except with Gradio's clear "queue is full" answer; stale-version refusals
-of concurrent saves are correct answers (the clear "Not saved ... changed meanwhile" status)
-and are counted apart. A burst of more requests than the queue holds (``DEPTHWEB_QUEUE_MAX_SIZE``
+of concurrent saves (the clear "Not saved ... changed meanwhile" status) and the review rules'
+refusals (a note on a task another reviewer holds) are correct answers, counted apart. A
+burst of more requests than the queue holds (``DEPTHWEB_QUEUE_MAX_SIZE``
 at 60 here) must be answered by refusals the clients actually see, after which the server
 serves again. The database must be intact and agree with what the clients counted. p50 / p95
 per request kind go to the terminal summary and ``test-artifacts/load/load_test.json``.
@@ -76,8 +77,12 @@ def test_an_overfull_queue_answers_queue_full_then_serves_again(load_run):
     assert burst["ok"] >= QUEUE_MAX_SIZE // 2, burst["kinds"]["open"]  # and the rest served
     assert burst["ok"] + burst["queue_full"] == BURST_PER_CLIENT * report["settings"]["clients"]
     assert recovery["failed"] == 0 and recovery["queue_full"] == 0, _failures(recovery)
-    assert {k: v["ok"] for k, v in recovery["kinds"].items() if v["requests"]} == {
-        "predict": 2, "open": 2, "note": 2}
+    answered = {k: v["ok"] + v["stale"] + v["refused"]
+                for k, v in recovery["kinds"].items() if v["requests"]}
+    assert answered == {"predict": 2, "open": 2, "note": 2}, recovery["kinds"]
+    # a note may be refused (another reviewer holds that task); the rest is served
+    assert {k: recovery["kinds"][k]["ok"] for k in ("predict", "open")} == {"predict": 2,
+                                                                            "open": 2}
 
 
 @pytest.mark.slow

@@ -10,10 +10,12 @@ any task), ``note`` (``/review_note`` on the task last seen: tasks are shared, s
 (``/review_approve`` of the claimed task, which claims the next one).
 
 Every answer is classified: ``ok``; ``stale`` (a save refused with the clear "Not saved: task N
-changed meanwhile" status, a correct answer under concurrency); ``empty`` (nothing left to
-claim); ``queue_full`` (Gradio's "Queue is full" refusal); ``failed`` (anything else: an error,
-a timeout, an unexpected answer). Latencies are kept per kind for ``ok``, ``stale`` and
-``empty`` answers (refusals and failures are counted, not timed).
+changed meanwhile" status, a correct answer under concurrency); ``refused`` (one of the
+review rules' clear sentences, :data:`REFUSALS`: a note on a task another reviewer holds, anchors
+the label cannot be fitted to); ``empty`` (nothing left to claim); ``queue_full`` (Gradio's
+"Queue is full" refusal); ``failed`` (anything else: an error, a timeout, an unexpected answer).
+Latencies are kept per kind for ``ok``, ``stale``, ``refused`` and ``empty`` answers (queue
+refusals and failures are counted, not timed).
 Clients count their successful saves and fresh claims per task, for the database checks.
 """
 
@@ -36,7 +38,10 @@ KINDS = ("predict", "next", "open", "note", "anchors", "approve")
 MIX = {"predict": 0.2, "next": 0.1, "open": 0.2, "note": 0.15, "anchors": 0.15,
        "approve": 0.2}
 HOT = 2  # notes race on these tasks (every client opens them often)
-OUTCOMES = ("ok", "stale", "empty", "queue_full", "failed")
+OUTCOMES = ("ok", "stale", "refused", "empty", "queue_full", "failed")
+# Sentences of correct refusals (the review rules), as gradio_client's AppError carries them.
+REFUSALS = ("was claimed by another reviewer", "These anchors would put",
+            "cannot fix both the scale and the shift")
 # Output positions of the review endpoints (State outputs are dropped by gradio_client).
 TASK, VERSION, STATUS = 0, 1, 13
 ANCHOR_HEADERS = ["x (px)", "y (px)", "true depth (m)"]
@@ -151,10 +156,12 @@ class Worker:
     """One simulated user: a client, its own RNG, the task it holds and the versions it saw."""
 
     def __init__(self, client, rng: np.random.Generator, task_ids: Sequence[int],
-                 photo: Path, timeout_s: float) -> None:
+                 photo: Path, timeout_s: float,
+                 anchors: dict[int, list[list[float]]] | None = None) -> None:
         from gradio_client import handle_file
 
         self.client, self.rng, self.task_ids = client, rng, list(task_ids)
+        self.anchors = anchors or {}
         self.photo, self.timeout_s = handle_file(str(photo)), timeout_s
         self.held: int | None = None
         self.page: int | None = None
@@ -177,7 +184,11 @@ class Worker:
             outcome = getattr(self, f"_{kind}")()
         except QueueError:
             outcome = "queue_full"
-        except (AppError, UnexpectedAnswer, TimeoutError) as exc:
+        except AppError as exc:
+            outcome = "refused" if any(r in str(exc) for r in REFUSALS) else "failed"
+            if outcome == "failed":
+                self.tally.failures.append(f"{kind}: {type(exc).__name__}: {exc}")
+        except (UnexpectedAnswer, TimeoutError) as exc:
             outcome = "failed"
             self.tally.failures.append(f"{kind}: {type(exc).__name__}: {exc}")
         except Exception as exc:  # any other client-side error is a failed request too
@@ -185,7 +196,7 @@ class Worker:
             self.tally.failures.append(f"{kind}: {type(exc).__name__}: {exc!r}")
         elapsed = time.perf_counter() - start
         self.tally.outcomes[(kind, outcome)] += 1
-        if outcome in ("ok", "stale", "empty"):
+        if outcome in ("ok", "stale", "refused", "empty"):
             self.tally.latencies[kind].append(elapsed)
 
     # ----------------------------------------------------------------- request kinds
@@ -238,9 +249,12 @@ class Worker:
         return self._save("/review_note", task, text)
 
     def _anchors(self) -> str:
-        x, y = (int(v) for v in self.rng.integers(4, 120, size=2))
+        """Two anchors (one cannot fix a disparity label's shift) where the teacher's values
+        differ (:func:`tests.load.seeding.anchor_rows`), scaled by a random factor."""
+        rows = self.anchors.get(self.held) or [[4, 4, 2.0], [60, 40, 3.0]]
+        scale = float(self.rng.uniform(0.5, 4.0))
         table = {"headers": ANCHOR_HEADERS,
-                 "data": [[x, y, round(float(self.rng.uniform(1, 8)), 2)]]}
+                 "data": [[x, y, round(z * scale, 4)] for x, y, z in rows]}
         return self._save("/review_save_anchors", self.held, table)
 
     def _approve(self) -> str:
@@ -279,10 +293,11 @@ def choose_kind(rng: np.random.Generator, mix: dict[str, float], last: str | Non
 
 
 def make_workers(clients: Sequence, task_ids: Sequence[int], photo: Path, *, seed: int = 0,
-                 timeout_s: float = 240.0) -> list[Worker]:
+                 timeout_s: float = 240.0,
+                 anchors: dict[int, list[list[float]]] | None = None) -> list[Worker]:
     """One :class:`Worker` per client, each with its own seeded RNG. Keep them for the whole
     run: a worker remembers the task its account holds on the server."""
-    return [Worker(c, np.random.default_rng([seed, i]), task_ids, photo, timeout_s)
+    return [Worker(c, np.random.default_rng([seed, i]), task_ids, photo, timeout_s, anchors)
             for i, c in enumerate(clients)]
 
 
