@@ -209,10 +209,14 @@ def test_a_task_with_10000_pairs_opens_fast_and_refuses_more(ctx, users):
                            action="ordinal", payload={"pairs": pairs, "totals": totals,
                                                       "label_kind": base.kind.value},
                            label=refs, store=ctx.store, rules_version=2)
-    start = time.perf_counter()
+    # The first open by this reviewer (nothing of it cached). The bound is on this process's
+    # CPU time: on the shared CI machine the wall time also counts waiting for a core (printed;
+    # 0.3-0.6 s on a quiet 2-core machine).
+    start, cpu = time.perf_counter(), time.process_time()
     page = svc.open_page(ctx, "rev", task)
-    took = time.perf_counter() - start
-    assert took < 1.0, f"opening took {took:.2f} s"
+    took, cpu_took = time.perf_counter() - start, time.process_time() - cpu
+    print(f"10,000 pairs: opened in {took:.2f} s wall, {cpu_took:.2f} s CPU")
+    assert cpu_took < 1.0, f"opening took {cpu_took:.2f} s of CPU ({took:.2f} s wall)"
     assert page.version == 200 and page.n_corrections == 200
     assert len(page.history) == 100 and page.history[-1].version == 200  # the newest rows
     with pytest.raises(InputError) as err:

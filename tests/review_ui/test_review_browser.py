@@ -18,6 +18,7 @@ from depthweb.services.review.labels import teacher_map
 from depthweb.store import SYSTEM
 from depthweb.store.models import Revision, Task
 from depthweb.store.repo import queue_counts
+from tests.review_ui.conftest import ARTIFACTS
 from tests.review_ui.server import PASSWORD
 
 pytestmark = pytest.mark.e2e
@@ -43,19 +44,28 @@ def text_of(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
 
-def wait_status(page, fragment: str, timeout_ms: float = 60_000) -> str:
+def wait_text(page, selector: str, fragment: str, timeout_ms: float = 60_000) -> str:
+    """Wait until the element's text contains ``fragment``; on a timeout, fail saying what
+    it and the status showed instead (and keep a screenshot)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
         page.wait_for_function(
-            "(f) => document.querySelector('#review-status').innerText.includes(f)",
-            arg=fragment, timeout=timeout_ms)
-    except PlaywrightTimeout:  # say what the page showed instead
+            "([s, f]) => document.querySelector(s).innerText.includes(f)",
+            arg=[selector, fragment], timeout=timeout_ms)
+    except PlaywrightTimeout:
         toasts = page.locator(".toast-body").all_inner_texts()
-        page.screenshot(path="test-artifacts/review/wait_status_failed.png", full_page=True)
-        raise AssertionError(f"status never said {fragment!r}; it says "
-                             f"{text_of(page, '#review-status')!r}; toasts: {toasts}") from None
-    return text_of(page, "#review-status")
+        shot = ARTIFACTS / "wait_failed.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(
+            f"{selector} never said {fragment!r}; it says {text_of(page, selector)!r}; status "
+            f"{text_of(page, '#review-status')!r}; toasts {toasts}; see {shot}") from None
+    return text_of(page, selector)
+
+
+def wait_status(page, fragment: str, timeout_ms: float = 60_000) -> str:
+    return wait_text(page, "#review-status", fragment, timeout_ms)
 
 
 def number(page, selector: str) -> int:
@@ -138,8 +148,7 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
                 if truth[v, u] > 0)  # lower right: away from the stroke
     page.locator("#review-anchor-depth input").fill(f"{truth[v, u]:.3f}")
     click_image_pixel(page, "#review-photo", u, v)
-    page.wait_for_function("(v) => document.querySelector('#review-anchors')"
-                           ".innerText.includes(v)", arg=str(v))
+    wait_text(page, "#review-anchors", str(v))
     login("boss").predict(task_id, version + 1, "boss was here", api_name="/review_note")
     page.click("#review-save-anchors")
     assert wait_status(page, "Not saved").startswith(f"Not saved: task {task_id} changed")
@@ -173,8 +182,7 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     depth2 = truth[v, u] * teacher[v, u] / teacher[v2, u2]
     page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
     click_image_pixel(page, "#review-photo", u2, v2)
-    page.wait_for_function("(v) => document.querySelector('#review-anchors')"
-                           ".innerText.includes(v)", arg=str(v2))
+    wait_text(page, "#review-anchors", str(v2))
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")
