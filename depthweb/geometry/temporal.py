@@ -17,6 +17,15 @@ removes those jumps, frame by frame, in the model's own space (disparity for
    than ``min_agree`` of the valid pixels agree: the frame passes unchanged (``theta = (1, 0)``)
    and starts a new reference.
 
+**Reference placement** (``reference``): ``"pixel"`` (default) compares a pixel with the same
+pixel of the reference; ``"flow"`` first warps the reference into the current frame along a
+dense optical flow given by the caller (:func:`warp_backward`; pixels whose forward-backward
+flow is inconsistent, :func:`flow_consistent`, or that come from outside the frame start
+afresh). On the ray-cast clips the flow placement is measured **worse** for the flicker measure
+(``bench/bench_video.py``): along the flow the reference holds the previous depth of the same
+scene point, and a camera moving forward brings every point closer, so the fit cancels that real
+change and the output drifts where the true depth at a pixel stays put (floors, side walls).
+
 Metric models keep metres: only a scale is fitted, and the applied scale and every output
 pixel stay within ``[1 / (1 + metric_bound), 1 + metric_bound]`` times the model's own output.
 
@@ -52,8 +61,11 @@ class StabiliseConfig:
     metric_bound: float = 0.1
     iterations: int = 3
     denoise: bool = True
+    reference: str = "pixel"
 
     def __post_init__(self) -> None:
+        if self.reference not in ("pixel", "flow"):
+            raise ValueError(f"reference must be 'pixel' or 'flow', got {self.reference!r}")
         for name in ("param_ema", "reference_ema"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -117,15 +129,28 @@ class TemporalStabiliser:
                 scale, shift = fit_scale_shift(pred, ref, agree)
         return scale, shift, float(agree.sum()) / max(int(both.sum()), 1)
 
-    def update(self, pred: np.ndarray, valid: np.ndarray, cut: bool = False
+    def update(self, pred: np.ndarray, valid: np.ndarray, cut: bool = False,
+               flow: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, FrameFit]:
-        """The stabilised frame (H, W) float32 (invalid pixels keep their value) and its fit."""
+        """The stabilised frame (H, W) float32 (invalid pixels keep their value) and its fit.
+
+        ``flow`` (only with ``reference="flow"``): (backward, forward) optical flow (H, W, 2)
+        in pixels (x, y): backward from this frame to the previous one, forward the other way.
+        """
         cfg = self.config
         pred = np.asarray(pred, dtype=np.float64)
         valid = np.asarray(valid, bool) & np.isfinite(pred)
         if cut or self._ref is None or self._ref.shape != pred.shape:
             self.reset()
             return self._start(pred, valid, 1.0)
+        if cfg.reference == "flow":
+            if flow is None:
+                raise ValueError("reference='flow' needs the frame's (backward, forward) flow")
+            bwd, fwd = flow
+            if bwd.shape[:2] != pred.shape or fwd.shape[:2] != pred.shape:
+                raise ValueError(f"flow {bwd.shape[:2]} does not match the frame {pred.shape}")
+            self._ref = np.where(flow_consistent(bwd, fwd), warp_backward(self._ref, bwd),
+                                 np.nan)
         both = valid & np.isfinite(self._ref)
         tol = _tolerance(self._ref, both, cfg.agree_tol)
         try:
@@ -173,18 +198,57 @@ def stabilise_sequence(
     kind: DepthKind | str,
     config: StabiliseConfig | None = None,
     cuts: np.ndarray | None = None,
+    flows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[FrameFit]]:
     """Stabilise (T, H, W) predictions; ``cuts`` (T,) bool marks frames that start a new shot.
 
+    ``flows`` (with ``reference="flow"``): (backward, forward), each (T - 1, H, W, 2);
+    ``backward[t - 1]`` maps frame ``t`` to frame ``t - 1``, ``forward[t - 1]`` the other way.
     Returns the stabilised (T, H, W) float32 and one :class:`FrameFit` per frame.
     """
     stab = TemporalStabiliser(kind, config)
     out = np.empty(np.shape(preds), np.float32)
     fits = []
     for t in range(len(preds)):
-        out[t], fit = stab.update(preds[t], valid[t], bool(cuts[t]) if cuts is not None else False)
+        pair = (flows[0][t - 1], flows[1][t - 1]) if flows is not None and t > 0 else None
+        out[t], fit = stab.update(preds[t], valid[t],
+                                  bool(cuts[t]) if cuts is not None else False, pair)
         fits.append(fit)
     return out, fits
+
+
+def warp_backward(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``values`` (H, W[, C]) of the previous frame sampled (bilinear) at ``x + flow(x)``:
+    the previous frame seen from the current one, with ``flow`` (H, W, 2) the (x, y) pixel
+    displacement from the current frame to the previous. NaN where the sample falls outside
+    the frame; a NaN neighbour makes the sample NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    h, w = v.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = xx + flow[..., 0], yy + flow[..., 1]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.intp), max(w - 2, 0))
+    y0 = np.minimum(np.floor(y).astype(np.intp), max(h - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    if v.ndim == 3:
+        fx, fy, inside = fx[..., None], fy[..., None], inside[..., None]
+    out = ((v[y0, x0] * (1 - fx) + v[y0, x1] * fx) * (1 - fy)
+           + (v[y1, x0] * (1 - fx) + v[y1, x1] * fx) * fy)
+    return np.where(inside, out, np.nan)
+
+
+def flow_consistent(backward: np.ndarray, forward: np.ndarray, tol_px: float = 0.5,
+                    tol_rel: float = 0.05) -> np.ndarray:
+    """(H, W) bool: pixels of the current frame whose backward flow, followed by the forward
+    flow found there, comes back within ``tol_px + tol_rel * |backward|`` pixels (occlusions
+    and wrong matches fail); both flows (H, W, 2) as in :func:`warp_backward`."""
+    back = warp_backward(forward, backward)
+    err = np.linalg.norm(backward + back, axis=-1)
+    limit = tol_px + tol_rel * np.linalg.norm(backward, axis=-1)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(err) & (err <= limit)
 
 
 def scene_cuts(grey: np.ndarray, threshold: float = 0.25) -> np.ndarray:
