@@ -51,9 +51,19 @@ COMMAND = "python -m bench.bench_loop"
 DOCS = REPO / "docs"
 
 
-def _student(settings, work, sizes, export_dir, name, seed, teacher_dir, samples) -> dict:
+def _student(settings, work, sizes, export_dir, name, seed, teacher, samples) -> dict:
+    """Fine-tune, evaluate on held-out B and store the numbers beside the teacher's in the
+    student's ``meta.json`` (the Train tab shows them with the data version)."""
+    from depthweb.training import registry
+
+    teacher_dir = registry.get_student(teacher["name"], settings).path
     run = ex.fine_tune(settings, work, sizes, export_dir, name, seed, teacher_dir)
-    return {**run, "seed": seed, **ex.evaluate(settings, name, samples)}
+    scores = ex.evaluate(settings, name, samples)
+    registry.record_metrics(name, "eval", {
+        "data": [ex.HELDOUT], "student": {ex.HELDOUT: scores},
+        "teacher": {ex.HELDOUT: teacher["scores"]}, "teacher_model": teacher["name"],
+        "teacher_error": None}, settings)
+    return {**run, "seed": seed, **scores}
 
 
 def experiment(sizes: ex.Sizes, budget: Budget, work: Path, *, real: bool = True
@@ -62,19 +72,19 @@ def experiment(sizes: ex.Sizes, budget: Budget, work: Path, *, real: bool = True
     import torch
 
     from depthweb.config import Settings
-    from depthweb.training import registry
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     settings = Settings(data_dir=work / "data", device="cpu")
     teacher = ex.train_teacher(settings, work, sizes)
-    teacher_dir = registry.get_student(teacher, settings).path
     ctx, names = ex.open_store(settings, sizes.reviewers)
     try:
         pool = ex.render_frames(work / "images" / "pool", "street", 1001, sizes.pool, sizes)
         held = ex.render_frames(work / "images" / "heldout", "heldout", 2002, sizes.heldout,
                                 sizes)
         samples = ex.eval_samples(held)
+        scores = ex.evaluate(settings, teacher, samples)
+        parent = {"name": teacher, "scores": scores}
         labelling = ex.import_and_label(ctx, pool, ex.DATASET, teacher)
         ex.import_truth(ctx, pool, work)
         reviewers = [Reviewer(ctx, n, ex.DATASET, pool.depth, budget, seed=k)
@@ -89,16 +99,16 @@ def experiment(sizes: ex.Sizes, budget: Budget, work: Path, *, real: bool = True
         args = (settings, work, sizes)
         first, last = sizes.curve[0], sizes.curve[-1]
         curve = [_student(*args, exports[n], f"loop-n{n}-s{sizes.seeds[0]}", sizes.seeds[0],
-                          teacher_dir, samples) | {"reviewed": n} for n in sizes.curve]
+                          parent, samples) | {"reviewed": n} for n in sizes.curve]
         raw = [curve[0]] + [_student(*args, exports[first], f"loop-n{first}-s{s}", s,
-                                     teacher_dir, samples) for s in sizes.seeds[1:]]
+                                     parent, samples) for s in sizes.seeds[1:]]
         reviewed = [curve[-1]] + [_student(*args, exports[last], f"loop-n{last}-s{s}", s,
-                                           teacher_dir, samples) for s in sizes.seeds[1:]]
-        truth = [_student(*args, truth_export, f"loop-truth-s{s}", s, teacher_dir, samples)
+                                           parent, samples) for s in sizes.seeds[1:]]
+        truth = [_student(*args, truth_export, f"loop-truth-s{s}", s, parent, samples)
                  for s in sizes.seeds]
         out: dict[str, Any] = {
             "sizes": asdict(sizes), "budget": asdict(budget), "labelling": labelling,
-            "teacher": ex.evaluate(settings, teacher, samples),
+            "teacher": scores,
             "raw": raw, "reviewed": reviewed, "truth": truth, "curve": curve,
             "review_actions": _merged([r.counts for r in reviewers]),
             "reviewed_images": done,

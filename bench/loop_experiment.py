@@ -24,6 +24,7 @@ DATASET = "streets"
 GT_DATASET = "streets-truth"
 ANCHOR_DATASET = "streets-anchors"
 ADMIN = "loop-admin"
+HELDOUT = "streets-heldout"
 
 
 @dataclass(frozen=True)

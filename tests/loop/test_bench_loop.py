@@ -120,3 +120,29 @@ def test_exports_follow_the_review(quick):
     assert {row["status"] for row in done} == {"approved"}
     if any(k in r["review_actions"] for k in ("far", "mask", "plane", "pair")):
         assert any(row["source"] == "corrected" for row in done)
+
+
+def test_the_train_tab_service_shows_a_students_and_its_teachers_heldout_numbers(quick):
+    """Item 4: for a run, the student's and its teacher's held-out numbers side by side with
+    the data version (the export manifest it was trained on); admins only."""
+    from depthweb.config import Settings
+    from depthweb.services import heldout
+    from depthweb.services.review import ReviewContext
+    from depthweb.store import PermissionDeniedError
+
+    work, r, _, _ = quick
+    student = r["reviewed"][0]
+    export_meta = json.loads((work / "data" / "exports" / f"reviewed-{ex.QUICK.curve[-1]}" /
+                              "export.json").read_text())
+    with ReviewContext.from_settings(Settings(data_dir=work / "data")) as ctx:
+        assert student["name"] in heldout.student_names(ctx, ex.ADMIN)
+        rows = heldout.heldout_rows(ctx, ex.ADMIN, student["name"])
+        with pytest.raises(PermissionDeniedError):
+            heldout.heldout_rows(ctx, "loop-rev1", student["name"])
+    assert len(rows) == 1
+    dataset, s_abs, t_abs, s_d1, t_d1, teacher, version = rows[0]
+    assert dataset == ex.HELDOUT and teacher == ex.TEACHER
+    assert s_abs == round(student["abs_rel"], 4) and t_abs == round(r["teacher"]["abs_rel"], 4)
+    assert s_d1 == round(student["delta1"], 4) and t_d1 == round(r["teacher"]["delta1"], 4)
+    assert version == export_meta["manifest_sha256"][:12] == student["data_version"][:12]
+    assert len(heldout.HELDOUT_HEADERS) == len(rows[0])
