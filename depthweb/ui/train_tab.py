@@ -86,7 +86,7 @@ def build(app: ReviewApp, manager: svc.TrainManager) -> None:
                          label="Student vs teacher (lower AbsRel / RMSE, higher delta is better)")
     with gr.Row(equal_height=True):
         student = gr.Dropdown([], value=None, label="Registered student", scale=3,
-                              elem_id="train-student")
+                              allow_custom_value=True, elem_id="train-student")
         show_student = gr.Button("Show held-out numbers", elem_id="train-heldout-show", scale=1)
     heldout = gr.Dataframe(headers=heldout_svc.HELDOUT_HEADERS, interactive=False,
                            elem_id="train-heldout",

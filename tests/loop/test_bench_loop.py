@@ -146,3 +146,34 @@ def test_the_train_tab_service_shows_a_students_and_its_teachers_heldout_numbers
     assert s_d1 == round(student["delta1"], 4) and t_d1 == round(r["teacher"]["delta1"], 4)
     assert version == export_meta["manifest_sha256"][:12] == student["data_version"][:12]
     assert len(heldout.HELDOUT_HEADERS) == len(rows[0])
+
+
+def test_the_train_tab_serves_the_heldout_numbers_to_admins_only(quick):
+    """The real app on the loop's database: an admin asks the Train tab's ``train_heldout``
+    for a loop student and gets its and its teacher's numbers; a reviewer is refused."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from depthweb.config import Settings
+    from depthweb.server import start_in_thread
+    from depthweb.ui.auth import clear_review_cache
+    from tests.app.studio_server import free_port
+
+    work, r, _, _ = quick
+    settings = Settings(data_dir=work / "data", output_dir=work / "outputs", device="cpu",
+                        review="on")
+    running = start_in_thread(settings, port=free_port(), timeout_s=300)
+    try:
+        admin = Client(running.review_url, auth=(ex.ADMIN, "loop-admin-pw-123"), verbose=False,
+                       analytics_enabled=False)
+        table = admin.predict(r["reviewed"][0]["name"], api_name="/train_heldout")
+        assert table["headers"][:3] == ["dataset", "student AbsRel", "teacher AbsRel"]
+        assert table["data"][0][:3] == [ex.HELDOUT, round(r["reviewed"][0]["abs_rel"], 4),
+                                         round(r["teacher"]["abs_rel"], 4)]
+        rev = Client(running.review_url, auth=("loop-rev1", "loop-review-pw-123"),
+                     verbose=False, analytics_enabled=False)
+        with pytest.raises(AppError, match="needs admin"):
+            rev.predict(r["reviewed"][0]["name"], api_name="/train_heldout")
+    finally:
+        running.close()
+        clear_review_cache()
