@@ -28,12 +28,17 @@ final comparison. The verdict is computed, never written by hand: the reviewed s
 a baseline when its mean AbsRel is lower by more than the seed spread (the largest max-min
 range of the two over seeds). Scale anchors are reported apart (:func:`anchor_readout`).
 
-    python -m bench.bench_loop [--quick] [--docs] [--out DIR] [--work DIR]
+    python -m bench.bench_loop [--quick] [--docs] [--out DIR] [--work DIR] [--render-only]
+
+``--docs`` writes ``docs/loop.md`` (README-ready: method, tables, verdict, the curve, command and
+machine, then the hand-written ``bench/notes/loop.md``), ``docs/loop.json`` and
+``docs/loop_curve.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -49,6 +54,7 @@ from bench.loop_reviewers import Budget, Reviewer
 
 COMMAND = "python -m bench.bench_loop"
 DOCS = REPO / "docs"
+NOTES = REPO / "bench" / "notes" / "loop.md"
 
 
 def _student(settings, work, sizes, export_dir, name, seed, teacher, samples) -> dict:
@@ -254,8 +260,10 @@ def section(r: dict[str, Any], quick: bool, seconds: float) -> Section:
                    tables(r), seconds=seconds)
 
 
-def write_report(r: dict[str, Any], sec: Section, out: Path, png_name: str) -> Path:
-    """``loop.json``, the curve PNG and ``loop.md`` (README-ready) into ``out``."""
+def write_report(r: dict[str, Any], sec: Section, out: Path, png_name: str,
+                 notes_file: bool = False) -> Path:
+    """``loop.json``, the curve PNG and ``loop.md`` (README-ready) into ``out``; with
+    ``notes_file`` the hand-written reading of the numbers (``bench/notes/loop.md``) follows."""
     out.mkdir(parents=True, exist_ok=True)
     ex.write_json(out / "loop.json", r)
     gt = ex.spread([s["abs_rel"] for s in r["truth"]])["mean"]
@@ -263,8 +271,9 @@ def write_report(r: dict[str, Any], sec: Section, out: Path, png_name: str) -> P
               [c["abs_rel"] for c in r["curve"]], title="Held-out streets: AbsRel vs reviewed "
               "images (lower is better)", xlabel="reviewed images",
               ylabel="AbsRel", levels={"teacher": r["teacher"]["abs_rel"], "truth": gt})
+    notes = NOTES.read_text().strip() if notes_file and NOTES.is_file() else ""
     md = (f"## The loop, measured\n\n{_method(r)}\n\n{sec.detail}\n\n![AbsRel against reviewed "
-          f"images]({png_name})\n\n{_facts(sec, r)}\n")
+          f"images]({png_name})\n\n{_facts(sec, r)}\n" + (f"\n{notes}\n" if notes else ""))
     (out / "loop.md").write_text(md)
     return out / "loop.md"
 
@@ -303,7 +312,7 @@ def run(quick: bool = False, out: Path | None = None, work: Path | None = None,
         r = experiment(sizes, budget, Path(work or tmp), real=not quick)
     sec = section(r, quick, time.perf_counter() - t0)
     if docs:
-        write_report(r, sec, DOCS, "loop_curve.png")
+        write_report(r, sec, DOCS, "loop_curve.png", notes_file=True)
     if out is not None:
         write_report(r, sec, out, "loop_curve.png")
     bad = [k for k in ("raw", "reviewed", "truth") for s in r[k]
@@ -320,7 +329,16 @@ def main() -> None:
                     help="write docs/loop.md, docs/loop.json and docs/loop_curve.png")
     ap.add_argument("--out", type=Path, help="also write the report into this folder")
     ap.add_argument("--work", type=Path, help="keep the database, exports and runs here")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite docs/loop.md and the curve from docs/loop.json (after editing "
+                         "bench/notes/loop.md); measures nothing")
     args = ap.parse_args()
+    if args.render_only:
+        r = json.loads((DOCS / "loop.json").read_text())
+        md = write_report(r, section(r, False, r["seconds"]["total"]), DOCS, "loop_curve.png",
+                          notes_file=True)
+        print(f"wrote {md}")
+        return
     sec = run(args.quick, args.out, args.work, args.docs)
     for row in sec.rows:
         print(f"{row.name}: {fmt_num(row.ours)} vs {fmt_num(row.baseline)} {row.unit} "

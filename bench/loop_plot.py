@@ -55,7 +55,8 @@ def curve_png(path: Path, xs: Sequence[float], ys: Sequence[float], *, title: st
     d.line(pts, fill="#1f77b4", width=3)
     for u, v in pts:
         d.ellipse([u - 4, v - 4, u + 4, v + 4], fill="#1f77b4")
-    d.text((W - RIGHT + 8, pts[-1][1] + 8), "reviewed student", fill="#1f77b4")
+    d.line([(W - RIGHT + 8, TOP + 6), (W - RIGHT + 28, TOP + 6)], fill="#1f77b4", width=3)
+    d.text((W - RIGHT + 32, TOP), "reviewed student", fill="#1f77b4")
     d.text((LEFT, 12), title, fill="black")
     d.text(((W - RIGHT + LEFT) // 2 - 60, H - 22), xlabel, fill="black")
     d.text((8, TOP - 22), ylabel, fill="black")
