@@ -7,10 +7,12 @@
    export against the fully reviewed one, on every pixel and on the pixels that train (outside
    the ignore mask); and per correction type, the mean change of the label's aligned AbsRel on
    the pixels it had before and after (read from the revisions' stored labels, read only).
-2. **Recipe ablation**: the fully reviewed export copied with every row marked ``pseudo``, so
-   the corrected labels get the pseudo-label recipe (top-10 % loss ignore, strong
-   perturbations, CutMix) the raw export gets; a student fine-tuned on it with the same config
-   and seeds. In the product, corrected rows train as clean labels (no trim, no perturbation).
+2. **Ablations** (copies of the fully reviewed export, each fine-tuned with the same config and
+   seeds): ``reviewed_as_pseudo``: every row marked ``pseudo``, so the corrected labels get the
+   pseudo-label recipe (top-10 % loss ignore, strong perturbations, CutMix) the raw export gets
+   (in the product, corrected rows train as clean labels: no trim, no perturbation);
+   ``reviewed_far_ignored``: the far-filled pixels (disparity 0) made invalid, as the sky is in
+   the ground truth. The copies' ``export.json`` no longer matches their manifest (a warning).
 """
 
 from __future__ import annotations
@@ -112,25 +114,43 @@ def correction_effects(work: Path) -> dict[str, dict[str, float]]:
                 "worse": int(sum(x > 0 for x in v))} for k, v in change.items()}
 
 
-def recipe_ablation(work: Path, sizes: ex.Sizes, seeds: tuple[int, ...]) -> list[dict]:
+def _as_pseudo(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)
+    rows = [json.loads(line) for line in (src / "manifest.jsonl").open()]
+    (dst / "manifest.jsonl").write_text("".join(
+        json.dumps({**r, "source": "pseudo"}) + "\n" for r in rows))
+
+
+def _far_ignored(src: Path, dst: Path) -> None:
+    """The far-filled pixels (disparity exactly 0) become invalid (NaN), like the ground truth's
+    sky; everything else as reviewed."""
+    shutil.copytree(src, dst)
+    for line in (src / "manifest.jsonl").open():
+        path = dst / json.loads(line)["label"]
+        label = np.load(path)
+        np.save(path, np.where(label == 0, np.nan, label).astype(np.float32))
+
+
+ABLATIONS = {"reviewed_as_pseudo": _as_pseudo, "reviewed_far_ignored": _far_ignored}
+
+
+def ablation(work: Path, sizes: ex.Sizes, seeds: tuple[int, ...], kind: str) -> list[dict]:
+    """Fine-tune on a modified copy of the fully reviewed export (:data:`ABLATIONS`)."""
     from depthweb.config import Settings
     from depthweb.training import registry
 
     settings = Settings(data_dir=work / "data", device="cpu")
     src = work / "data" / "exports" / f"reviewed-{sizes.curve[-1]}"
-    dst = work / "ablation-reviewed-as-pseudo"
+    dst = work / f"ablation-{kind}"
     if not dst.exists():
-        shutil.copytree(src, dst)
-        rows = [json.loads(line) for line in (src / "manifest.jsonl").open()]
-        (dst / "manifest.jsonl").write_text("".join(
-            json.dumps({**r, "source": "pseudo"}) + "\n" for r in rows))
+        ABLATIONS[kind](src, dst)
     held = ex.render_frames(work / "images" / "heldout-again", "heldout", 2002, sizes.heldout,
                             sizes)
     samples = ex.eval_samples(held)
     teacher_dir = registry.get_student(ex.TEACHER, settings).path
     out = []
     for seed in seeds:
-        name = f"ablation-reviewed-as-pseudo-s{seed}"
+        name = f"ablation-{kind.replace('_', '-')}-s{seed}"
         run = ex.fine_tune(settings, work, sizes, dst, name, seed, teacher_dir)
         out.append({**run, "seed": seed, **ex.evaluate(settings, name, samples)})
     return out
@@ -145,11 +165,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the run was --quick")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS))
     args = ap.parse_args()
     sizes = ex.QUICK if args.quick else ex.FULL
     report = {"labels": label_accuracy(args.work, sizes.curve[-1]),
-              "corrections": correction_effects(args.work),
-              "reviewed_as_pseudo": recipe_ablation(args.work, sizes, tuple(args.seeds))}
+              "corrections": correction_effects(args.work)}
+    for kind in args.ablations:
+        report[kind] = ablation(args.work, sizes, tuple(args.seeds), kind)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
