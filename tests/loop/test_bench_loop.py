@@ -177,3 +177,24 @@ def test_the_train_tab_serves_the_heldout_numbers_to_admins_only(quick):
     finally:
         running.close()
         clear_review_cache()
+
+
+def test_the_diagnostics_read_a_finished_run(quick):
+    """``bench.loop_diagnose`` on the quick run's folder: label accuracy and per-correction
+    effects are finite; the far-ignored copy of the export has no disparity-0 pixel left."""
+    from bench import loop_diagnose
+
+    work, r, _, _ = quick
+    labels = loop_diagnose.label_accuracy(work, ex.QUICK.curve[-1])
+    assert labels["images"] == ex.QUICK.pool - r["review_actions"].get("reject", 0)
+    assert all(math.isfinite(v) for v in labels.values())
+    for effect in loop_diagnose.correction_effects(work).values():
+        assert effect["n"] > 0 and math.isfinite(effect["mean_change"])
+    src = work / "data" / "exports" / f"reviewed-{ex.QUICK.curve[-1]}"
+    loop_diagnose._far_ignored(src, work / "far-ignored")
+    rows = [json.loads(line) for line in (src / "manifest.jsonl").open()]
+    for row in rows:
+        label = np.load(work / "far-ignored" / row["label"])
+        assert not (label == 0).any()
+        assert np.array_equal(np.isnan(label), np.isnan(np.load(src / row["label"])) |
+                              (np.load(src / row["label"]) == 0))
