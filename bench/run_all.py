@@ -58,6 +58,7 @@ BENCHMARKS = {  # key -> module; the order of the table and the docs
     "load": "bench.bench_load",
     "gpu": "bench.bench_gpu",
     "video": "bench.bench_video",
+    "loop": "bench.bench_loop",
 }
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results.json"

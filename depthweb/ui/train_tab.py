@@ -12,6 +12,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from depthweb.services import heldout as heldout_svc
 from depthweb.services import train as svc
 from depthweb.services.evaluation import comparison_rows
 from depthweb.services.review.session import user_role
@@ -83,6 +84,14 @@ def build(app: ReviewApp, manager: svc.TrainManager) -> None:
                         title="Training loss", height=280, elem_id="train-curve")
     table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, elem_id="train-compare",
                          label="Student vs teacher (lower AbsRel / RMSE, higher delta is better)")
+    with gr.Row(equal_height=True):
+        student = gr.Dropdown([], value=None, label="Registered student", scale=3,
+                              allow_custom_value=True, elem_id="train-student")
+        show_student = gr.Button("Show held-out numbers", elem_id="train-heldout-show", scale=1)
+    heldout = gr.Dataframe(headers=heldout_svc.HELDOUT_HEADERS, interactive=False,
+                           elem_id="train-heldout",
+                           label="Held-out numbers: the student beside its teacher, with the "
+                                 "data version (export manifest) it was trained on")
     timer = gr.Timer(POLL_S, active=False)
 
     def who(request: gr.Request, profile: gr.OAuthProfile | None) -> str | None:
@@ -96,6 +105,25 @@ def build(app: ReviewApp, manager: svc.TrainManager) -> None:
                 gr.Dropdown(choices=svc.eval_folders(app.settings)))
 
     refresh.click(train_lists, None, [export, eval_dir], api_name="train_lists")
+
+    def student_list(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        if user_role(ctx, who(request, profile)) != "admin":
+            return gr.skip()
+        with user_errors("list the students"):
+            names = heldout_svc.student_names(ctx, who(request, profile))
+        return gr.Dropdown(choices=names, value=names[0] if names else None)
+
+    refresh.click(student_list, None, [student], api_visibility="private")
+    gr.on(triggers=None, fn=student_list, inputs=None, outputs=[student],
+          api_visibility="private")
+
+    def train_heldout(name, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """A registered student's held-out numbers beside its teacher's, with the data
+        version it was trained on."""
+        with user_errors("show the student's held-out numbers"):
+            return heldout_svc.heldout_rows(ctx, who(request, profile), name or "")
+
+    show_student.click(train_heldout, [student], [heldout], api_name="train_heldout")
 
     def show(state: svc.RunState | None):
         rows = comparison_rows(state.comparison) if state is not None else []
