@@ -7,7 +7,8 @@
 #  3. checks statically that the code runs on the Space's Python 3.10 (scripts/check_py310.py);
 #  4. starts the app once from an environment built from requirements.txt alone, in simulated
 #     Space mode with OAuth configured, and checks that it serves (scripts/space_check.sh);
-#  5. runs pytest in the fresh environment (exit 5, "no tests collected", fails the run).
+#  5. runs pytest in the fresh environment in two worker processes (exit 5, "no tests collected",
+#     fails the run).
 # Usage: bash scripts/test.sh [pytest args]      e.g. bash scripts/test.sh tests/test_imaging.py
 # DEPTHWEB_SKIP_SPACE_CHECK=1 skips step 4 (quick local runs only).
 set -euo pipefail
@@ -39,5 +40,11 @@ if [ "${DEPTHWEB_SKIP_SPACE_CHECK:-0}" != 1 ]; then
 fi
 
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+# Two worker processes (pytest-xdist), each test file on one of them (module fixtures such as a
+# launched app are started once); most of the suite waits on servers, browsers and databases,
+# so two workers keep both cores busy. DEPTHWEB_TEST_WORKERS=0 runs it in one process.
+workers=${DEPTHWEB_TEST_WORKERS:-2}
+xdist=()
+[ "$workers" = 0 ] || xdist=(-n "$workers" --dist loadfile)
 # pytest exits 5 when it collected no test: set -e turns that into a failure, never a pass.
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest "${xdist[@]}" "$@"
