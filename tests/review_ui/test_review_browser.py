@@ -148,13 +148,13 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
                 if truth[v, u] > 0)  # lower right: away from the stroke
     page.locator("#review-anchor-depth input").fill(f"{truth[v, u]:.3f}")
     click_image_pixel(page, "#review-photo", u, v)
-    wait_text(page, "#review-anchors", str(v))
+    wait_text(page, "#review-anchors", f"{truth[v, u]:.3f}")  # a click may land a pixel off
     login("boss").predict(task_id, version + 1, "boss was here", api_name="/review_note")
     page.click("#review-save-anchors")
     assert wait_status(page, "Not saved").startswith(f"Not saved: task {task_id} changed")
     page.wait_for_selector(".toast-body:has-text('changed by someone else')")
     assert number(page, "#review-version") == version + 2  # reloaded
-    assert str(u) in text_of(page, "#review-anchors")  # ... and the anchor is still there
+    assert f"{truth[v, u]:.3f}" in text_of(page, "#review-anchors")  # the anchor is still there
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts / "review_stale.png"))
     # One anchor cannot fix a disparity label's scale and shift: refused with a sentence.
@@ -182,7 +182,7 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     depth2 = truth[v, u] * teacher[v, u] / teacher[v2, u2]
     page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
     click_image_pixel(page, "#review-photo", u2, v2)
-    wait_text(page, "#review-anchors", str(v2))
+    wait_text(page, "#review-anchors", f"{depth2:.3f}")
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")

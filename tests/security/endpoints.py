@@ -38,7 +38,8 @@ ROLES: dict[str, str] = {
     "/admin_set_user": ADMIN, "/admin_set_password": ADMIN, "/admin_import": ADMIN,
     "/admin_pseudo_label": ADMIN, "/admin_export": ADMIN,
     # Train tab.
-    "/train_lists": ADMIN, "/train_start": ADMIN, "/train_status": ADMIN, "/train_stop": ADMIN,
+    "/train_heldout": ADMIN, "/train_lists": ADMIN, "/train_start": ADMIN,
+    "/train_status": ADMIN, "/train_stop": ADMIN,
     # Hugging Face OAuth (Spaces only): Gradio's LoginButton asks whether a session exists.
     "/_check_login_status": PUBLIC,
 }
@@ -126,6 +127,7 @@ def arguments(name: str, case: Case) -> tuple:
         "/admin_import": ([photo], "nyu"),
         "/admin_pseudo_label": ("nyu", "depth-anything-v2-small", case.weights, 2, "none", 1),
         "/admin_export": ("nyu", "best", "stolen-export"),
+        "/train_heldout": ("evil-student",),
         "/train_lists": (),
         "/train_start": (None, "tiny", 2, "evil-student", None),  # export: choices load late
         "/train_status": (),
