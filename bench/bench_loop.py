@@ -9,7 +9,7 @@ masks on the worst regions, plane fills, local ordinal pairs; every action a rev
 database), ``depthweb export`` (``export_dataset``), ``depthweb train`` (``train_student``), and
 evaluation of the registered models (``evaluate_backend``) on held-out B images.
 
-Every student fine-tunes the teacher's weights (:func:`depthweb.training.warmstart.seed_run`)
+Every student fine-tunes the teacher's weights (``TrainConfig.init_from``)
 for the same number of steps, with the same config, on:
 
 - **raw**: the export with no review (every label an unreviewed pseudo-label: the recipe's

@@ -194,15 +194,13 @@ def review_until(reviewers: list[Reviewer], n: int, done: int) -> int:
 def fine_tune(settings, work: Path, sizes: Sizes, export_dir: Path, name: str, seed: int,
               teacher_dir: Path) -> dict[str, Any]:
     """Train a student on an export, starting from the teacher's weights; register it."""
-    from depthweb.services.train import build_config, train_student
-    from depthweb.training.warmstart import seed_run
+    from depthweb.services.train import train_student
 
     cfg = model_config(sizes, seed, sizes.steps, sizes.lr, max(1, sizes.steps // 20))
     run_dir = work / "runs" / name
-    seed_run(run_dir, build_config(export_dir, cfg), teacher_dir)
     t0 = time.perf_counter()
-    out = train_student(export_dir, cfg, run_dir, name=name, resume=True, progress=False,
-                        settings=settings)
+    out = train_student(export_dir, cfg, run_dir, name=name, init_from=teacher_dir,
+                        progress=False, settings=settings)
     return {"name": name, "seconds": round(time.perf_counter() - t0, 1),
             "final_loss": out.result.last_loss, "data_version": out.student.data_version}
 

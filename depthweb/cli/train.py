@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run folder: checkpoints, metrics.jsonl, student/")
     p.add_argument("--name", help="registry name of the student (default: from RUN_DIR)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument("--init-from", metavar="STUDENT",
+                   help="fine-tune from a registered student (name) or a saved student folder "
+                        "of the same architecture, e.g. the current teacher")
     p.add_argument("--steps", type=int, help="override the config's number of steps")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's)")
     p.add_argument("--eval-data", type=Path, nargs="+", default=[], metavar="DIR",
@@ -61,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     outcome = train_student(
         args.data, args.config, args.out, name=args.name, resume=args.resume, steps=args.steps,
-        device=args.device, eval_dirs=args.eval_data, eval_dataset=args.dataset,
+        device=args.device, init_from=args.init_from, eval_dirs=args.eval_data, eval_dataset=args.dataset,
         progress=sys.stderr.isatty(),
     )
     res = outcome.result

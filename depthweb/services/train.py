@@ -71,14 +71,18 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def build_config(export_dir: str | Path, config: str | Path | dict | None, *,
-                 steps: int | None = None, device: str | None = None):
+                 steps: int | None = None, device: str | None = None,
+                 init_from: str | Path | None = None, settings: Settings | None = None):
     """The :class:`~depthweb.training.config.TrainConfig` of a run on ``export_dir``.
 
     ``config``: a ``.yaml``/``.json`` file, a preset name (:data:`PRESETS`), a dict, or None
     (``small``). The export becomes the run's export source (replacing any in the config;
-    synthetic sources are kept). ``steps`` / ``device`` override the config's.
+    synthetic sources are kept). ``steps`` / ``device`` override the config's. ``init_from``:
+    a registered student's name or a saved student folder whose weights the run fine-tunes
+    (same architecture; e.g. the current teacher, when it is a student).
     """
     from depthweb.training.config import config_from_dict
+    from depthweb.training.student import check_init_from
 
     export = Path(export_dir).expanduser().resolve()
     if not (export / "manifest.jsonl").is_file():
@@ -104,10 +108,26 @@ def build_config(export_dir: str | Path, config: str | Path | dict | None, *,
         data["steps"] = int(steps)
     if device:
         data["device"] = device
+    if init_from:
+        data["init_from"] = str(_student_folder(init_from, settings))
     try:
-        return config_from_dict(data)
+        cfg = config_from_dict(data)
+        if cfg.init_from:
+            check_init_from(cfg.init_from, cfg.model)
+        return cfg
     except (TypeError, ValueError) as exc:
         raise InputError(f"The training config is invalid: {exc}.") from exc
+
+
+def _student_folder(init_from: str | Path, settings: Settings | None) -> Path:
+    """A saved student folder, given as a folder or as a registered student's name."""
+    path = Path(init_from).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if isinstance(init_from, str) and "/" not in init_from and "\\" not in init_from:
+        return registry.get_student(init_from, settings or get_settings()).path
+    raise InputError(f"init_from {init_from} is neither a student folder nor a registered "
+                     "student's name.")
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -137,7 +157,7 @@ class TrainOutcome:
 def train_student(export_dir: str | Path, config: str | Path | dict | None,
                   run_dir: str | Path, *, name: str | None = None, resume: bool = False,
                   steps: int | None = None, device: str | None = None,
-                  eval_dirs: Sequence[str | Path] = (), eval_dataset: str | None = None,
+                  init_from: str | Path | None = None, eval_dirs: Sequence[str | Path] = (), eval_dataset: str | None = None,
                   callback=None, progress: bool = True, phase: Phase | None = None,
                   settings: Settings | None = None) -> TrainOutcome:
     """Train on ``export_dir``, register the student as ``name``, compare it with its teacher
@@ -150,7 +170,8 @@ def train_student(export_dir: str | Path, config: str | Path | dict | None,
     record = registry.registered_from(name, run_dir, settings) if resume else None
     if record is None:
         registry.check_name(name, settings)
-    cfg = build_config(export_dir, config, steps=steps, device=device)
+    cfg = build_config(export_dir, config, steps=steps, device=device, init_from=init_from,
+                       settings=settings)
     check_run_dir(run_dir, resume)
     for d in eval_dirs:
         load_samples(d, eval_dataset)  # fail before hours of training, not after

@@ -96,6 +96,7 @@ class TrainConfig:
     render_workers: int = 1
     device: str = "auto"
     threads: int | None = None
+    init_from: str | None = None
     loss: LossConfig = field(default_factory=LossConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
 
@@ -141,6 +142,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("a metric loss target needs model kind metric_depth, and vice versa")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError("steps and batch_size must be at least 1")
+    if cfg.init_from is not None and not isinstance(cfg.init_from, str):
+        raise ValueError("init_from must be the path of a saved student folder")
     if min(cfg.image_size) < 16:
         raise ValueError(f"image_size {cfg.image_size} is too small (at least 16 pixels a side)")
 

@@ -6,7 +6,9 @@ It resumes from the newest checkpoint in ``run_dir`` (same config), keeps an exp
 average of the weights when ``ema_decay`` > 0 (saved as the student), logs one JSON line per step
 to ``<run_dir>/metrics.jsonl``, shows a tqdm bar, and reports each step to ``callback`` (return
 True from it to stop early; a checkpoint is written first). The trained student ends up in
-``<run_dir>/student/`` (``model.safetensors`` + ``config.json``).
+``<run_dir>/student/`` (``model.safetensors`` + ``config.json``). ``init_from`` (a saved student
+folder of the same architecture) starts a new run from those weights instead of random ones
+(fine-tuning; a fresh optimizer and schedule); a resumed run takes its checkpoint instead.
 
 Randomness: data order comes from the sampler's seed and epoch; flips and perturbations from a
 generator seeded by ``(seed, step)``, so a resumed run continues exactly as if never stopped.
@@ -46,7 +48,7 @@ from depthweb.training.objective import (
     feature_loss,
     prepare_batch,
 )
-from depthweb.training.student import build_student
+from depthweb.training.student import build_student, check_init_from, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,8 @@ def _stop_flag(stop: bool, d: _Dist) -> bool:
 
 def _build(cfg: TrainConfig, d: _Dist):
     student = build_student(cfg.model)
+    if cfg.init_from:
+        load_weights(student, check_init_from(cfg.init_from, cfg.model))
     encoder = None
     if cfg.loss.feature_weight > 0:
         if not cfg.loss.feature_encoder:

@@ -236,6 +236,24 @@ def load_student(path: str | Path, map_location: str = "cpu") -> nn.Module:
     return model.eval()
 
 
+def check_init_from(path: str | Path, config: StudentConfig) -> Path:
+    """The saved student folder ``path`` that a run fine-tunes from (``TrainConfig.init_from``),
+    after checking it exists and has the run's architecture; ValueError with a sentence if not."""
+    path = Path(path)
+    if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
+        raise ValueError(f"init_from {path} is not a saved student folder (model.safetensors "
+                         "and config.json)")
+    saved = read_student_config(path)
+    for key in ("arch", "widths", "coord_channel", "kind"):
+        want = getattr(config, key)
+        if isinstance(want, tuple):
+            want = list(want)
+        if key in saved and saved[key] != want:
+            raise ValueError(f"the student in {path} has {key}={saved[key]!r}, the run's model "
+                             f"asks for {want!r}")
+    return path
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load ``<path>/model.safetensors`` into an already built student of the same config."""
     from safetensors.torch import load_file
