@@ -64,7 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     outcome = train_student(
         args.data, args.config, args.out, name=args.name, resume=args.resume, steps=args.steps,
-        device=args.device, init_from=args.init_from, eval_dirs=args.eval_data, eval_dataset=args.dataset,
+        device=args.device, init_from=args.init_from, eval_dirs=args.eval_data,
+        eval_dataset=args.dataset,
         progress=sys.stderr.isatty(),
     )
     res = outcome.result

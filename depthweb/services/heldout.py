@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from depthweb.errors import InputError
-from depthweb.services.train import require_admin
+from depthweb.services.train_runs import require_admin
 from depthweb.training import registry
 from depthweb.training.registry import StudentRecord
 

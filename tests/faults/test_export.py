@@ -15,7 +15,7 @@ from depthweb.errors import InputError
 from depthweb.services.review import export_dataset
 from depthweb.services.review import session as review
 from depthweb.services.review.admin import exports_root
-from depthweb.services.train import export_names
+from depthweb.services.train_runs import export_names
 from depthweb.store import SYSTEM
 from depthweb.store.models import Export
 from tests.faults import checks, kit

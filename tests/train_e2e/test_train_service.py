@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 
 from depthweb.errors import InputError
 from depthweb.services import train as svc
+from depthweb.services import train_runs as runs
 from depthweb.services.evaluation import comparison_rows
 from depthweb.services.review import ReviewContext
 from depthweb.store import SYSTEM, PermissionDeniedError, create_user, upgrade
@@ -63,7 +64,7 @@ def test_a_run_folder_is_never_overwritten_without_resume(tiny_run, tmp_path):
 def test_a_background_run_reports_progress_and_registers(export, tmp_path):
     settings = settings_for(tmp_path)
     seen: list[int] = []
-    manager = svc.TrainManager()
+    manager = runs.TrainManager()
 
     def work(job):
         def cb(event):
@@ -73,7 +74,7 @@ def test_a_background_run_reports_progress_and_registers(export, tmp_path):
         return svc.train_student(export, TINY, tmp_path / "run", name="bg", callback=cb,
                                  progress=False, phase=job.set_phase, settings=settings)
 
-    job = manager.start(svc.RunState("bg", str(tmp_path / "run"), 4), work)
+    job = manager.start(runs.RunState("bg", str(tmp_path / "run"), 4), work)
     state = job.join(120)
     assert state.phase == "finished" and state.message == "Registered as bg."
     assert state.step == 4 and seen == [1, 2, 3, 4] and state.loss is not None
@@ -85,7 +86,8 @@ def test_a_background_run_reports_progress_and_registers(export, tmp_path):
 
 def test_a_stopped_run_is_not_registered_and_can_resume(export, tmp_path):
     settings = settings_for(tmp_path)
-    job = svc.TrainJob(svc.RunState("halt", str(tmp_path / "run"), 4), lambda j: svc.train_student(
+    state = runs.RunState("halt", str(tmp_path / "run"), 4)
+    job = runs.TrainJob(state, lambda j: svc.train_student(
         export, TINY, tmp_path / "run", name="halt", callback=j.on_progress, progress=False,
         settings=settings))
     job.stop()  # asked before the first step: the loop stops after step 1
@@ -98,20 +100,20 @@ def test_a_stopped_run_is_not_registered_and_can_resume(export, tmp_path):
 
 
 def test_one_run_at_a_time(tmp_path):
-    manager = svc.TrainManager()
+    manager = runs.TrainManager()
     release = threading.Event()
 
     def wait(job):
         release.wait(30)
         raise InputError("The export has no usable rows.")
 
-    manager.start(svc.RunState("first", str(tmp_path), 1), wait)
+    manager.start(runs.RunState("first", str(tmp_path), 1), wait)
     with pytest.raises(InputError, match="still going"):
-        manager.start(svc.RunState("second", str(tmp_path), 1), wait)
+        manager.start(runs.RunState("second", str(tmp_path), 1), wait)
     release.set()
     state = manager.job.join(30)
     assert state.phase == "failed" and state.message == "The export has no usable rows."
-    third = manager.start(svc.RunState("third", str(tmp_path), 1), wait)  # the first ended
+    third = manager.start(runs.RunState("third", str(tmp_path), 1), wait)  # the first ended
     assert third.join(30).name == "third" and manager.job is third
 
 
@@ -131,31 +133,31 @@ def web(tmp_path, export):
 
 
 def test_web_runs_are_for_admins_only(web):
-    manager = svc.TrainManager()
+    manager = runs.TrainManager()
     for user in ("rev", None, "nobody"):
         with pytest.raises(PermissionDeniedError):
-            svc.start_web_run(manager, web, user, export="e1", preset="tiny")
+            runs.start_web_run(manager, web, user, export="e1", preset="tiny")
         with pytest.raises(PermissionDeniedError):
-            svc.web_status(manager, web, user)
+            runs.web_status(manager, web, user)
         with pytest.raises(PermissionDeniedError):
-            svc.export_names(web, user)
+            runs.export_names(web, user)
     assert manager.job is None and not (web.settings.data_dir / "runs").exists()
-    assert svc.export_names(web, "boss") == ["e1"]
+    assert runs.export_names(web, "boss") == ["e1"]
     with pytest.raises(InputError, match="plain name"):
-        svc.start_web_run(manager, web, "boss", export="../export", preset="tiny")
+        runs.start_web_run(manager, web, "boss", export="../export", preset="tiny")
     with pytest.raises(InputError, match="Unknown preset"):
-        svc.start_web_run(manager, web, "boss", export="e1", preset="huge")
+        runs.start_web_run(manager, web, "boss", export="e1", preset="huge")
 
 
 def test_an_admin_web_run_trains_registers_and_compares(web, tmp_path):
-    manager = svc.TrainManager()
+    manager = runs.TrainManager()
     folder = write_eval_folder(tmp_path / "eval" / "nyu", n=2)
-    state = svc.start_web_run(manager, web, "boss", export="e1", preset="tiny", steps=3,
+    state = runs.start_web_run(manager, web, "boss", export="e1", preset="tiny", steps=3,
                               name="web-student", eval_dir=str(folder))
     assert state.name == "web-student" and state.total_steps == 3
     final = manager.job.join(180)
     assert final.phase == "finished", final.message
-    assert svc.web_status(manager, web, "boss").phase == "finished"
+    assert runs.web_status(manager, web, "boss").phase == "finished"
     rows = comparison_rows(final.comparison)
     assert [r[:4] for r in rows] == [["student", "web-student", "nyu", 2]]
     assert final.comparison["teacher_error"]  # the export's teacher weights are not here
@@ -164,4 +166,4 @@ def test_an_admin_web_run_trains_registers_and_compares(web, tmp_path):
     assert meta["metrics"]["eval"]["student"]["nyu"]["abs_rel"] == pytest.approx(rows[0][4],
                                                                                  abs=1e-4)
     with pytest.raises(InputError, match="already registered"):
-        svc.start_web_run(manager, web, "boss", export="e1", preset="tiny", name="web-student")
+        runs.start_web_run(manager, web, "boss", export="e1", preset="tiny", name="web-student")

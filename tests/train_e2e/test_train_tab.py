@@ -3,6 +3,7 @@ starts a run and follows it to the registered student; a reviewer is refused on 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -78,6 +79,22 @@ def test_an_admin_trains_from_the_tab_and_sees_the_comparison(train_app):
     assert rows["student"][1:4] == ["tab-student", "nyu", 2]
     assert rows["teacher"][1:4] == [TEACHER, "nyu", 2]
     assert all(0 < rows[r][4] < 5 and 0 <= rows[r][6] <= 1 for r in rows)
+
+    # the registered student is the starting point of the next run (fine-tuning)
+    status, *_ = boss.predict("rooms", "tiny", 2, "tab-fine", None, "tab-student",
+                              api_name="/train_start")
+    deadline = time.monotonic() + 180
+    while "finished" not in status and "failed" not in status and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, *_ = boss.predict(api_name="/train_status")
+    assert "Registered as tab-fine" in status, status
+    run_config = json.loads((settings.data_dir / "runs" / "tab-fine" / "train_config.json")
+                            .read_text())
+    assert run_config["init_from"] == str(registry.get_student("tab-student", settings).path)
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="No registered student called 'nobody'"):
+        boss.predict("rooms", "tiny", 2, "tab-x", None, "nobody", api_name="/train_start")
 
 
 def test_a_reviewer_cannot_start_or_watch_a_run(train_app):
