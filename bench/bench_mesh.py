@@ -31,8 +31,9 @@ from PIL import Image
 from scipy import ndimage
 
 from bench.common import Row, Section
-from depthweb.geometry.mesh import GLB_GRID, GridMesh, build_grid_mesh, mesh_to_plotly
+from depthweb.geometry.mesh import GLB_GRID, GridMesh, build_grid_mesh
 from depthweb.geometry.meshfile import write_glb
+from depthweb.services.mesh_figure import mesh_to_plotly
 from depthweb.types import Intrinsics, IntrinsicsSource
 
 NYU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu"

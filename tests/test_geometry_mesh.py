@@ -10,7 +10,8 @@ import pytest
 from test_geometry_scenes import make_intrinsics, plate_before_wall, render_plane, unit
 
 from depthweb.geometry.backproject import backproject
-from depthweb.geometry.mesh import build_grid_mesh, grid_stride, mesh_to_plotly
+from depthweb.geometry.mesh import build_grid_mesh, grid_stride
+from depthweb.services.mesh_figure import mesh_to_plotly
 
 H, W = 120, 160
 

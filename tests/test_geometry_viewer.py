@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from test_geometry_scenes import make_intrinsics
 
-from depthweb.geometry.mesh import build_grid_mesh, mesh_to_plotly
+from depthweb.geometry.mesh import build_grid_mesh
 from depthweb.geometry.meshfile import write_glb
+from depthweb.services.mesh_figure import mesh_to_plotly
 
 QUADRANTS = {"tl": (230, 30, 30), "tr": (30, 200, 30), "bl": (30, 30, 230), "br": (230, 220, 30)}
 

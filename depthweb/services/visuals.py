@@ -114,7 +114,8 @@ def view_mesh(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult,
 def mesh_figure(shape: ShapeDepth, rgb: np.ndarray, result: DepthResult, title: str):
     """Interactive plotly figure (about 256x192 vertices, cut at depth jumps, photo colours),
     opening with its camera exactly at the photo's viewpoint (see :func:`viewpoint_camera`)."""
-    from depthweb.geometry.mesh import PLOTLY_GRID, mesh_to_plotly
+    from depthweb.geometry.mesh import PLOTLY_GRID
+    from depthweb.services.mesh_figure import mesh_to_plotly
 
     mesh = view_mesh(shape, rgb, result, PLOTLY_GRID)
     if mesh.n_faces == 0:
