@@ -76,3 +76,30 @@ def test_the_jobs_table_is_on_the_page_with_a_timer(login, review_server):
     # the Admin tab's Tabs turn it on and off, and selecting the tab loads the table
     switches = [d for d in config["dependencies"] if timer["id"] in d["outputs"]]
     assert {t[1] for d in switches for t in d["targets"]} >= {"tick", "select"}
+
+
+@pytest.mark.e2e
+def test_the_admin_tab_shows_a_running_job_without_a_click(browser, review_server):
+    """Chromium: the admin opens the Admin tab; a job started elsewhere (here: in the test
+    process, on the same database) appears in the Jobs table and then shows as done, each
+    time without a click (the table's timer runs while the tab is shown)."""
+    from depthweb.services.review import ReviewContext
+    from depthweb.services.review.jobs import JobTracker
+    from depthweb.store import SYSTEM
+    from depthweb.store.models import JobKind
+    from tests.review_ui.test_review_browser import log_in, wait_text
+
+    page = log_in(browser, review_server.url, "boss")
+    try:
+        page.get_by_role("tab", name="Admin").click()
+        page.wait_for_selector("#admin-jobs")
+        with ReviewContext.from_settings(review_server.settings()) as ctx, \
+                JobTracker(ctx, JobKind.EXPORT, "watched-from-the-browser", SYSTEM) as job:
+            job.start(total=4)
+            job.progress(1)
+            row = wait_text(page, "#admin-jobs", "watched-from-the-browser")
+            assert "running" in row
+            job.finish("exported 4 items")
+            wait_text(page, "#admin-jobs", "exported 4 items")
+    finally:
+        page.context.close()
