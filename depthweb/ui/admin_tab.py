@@ -82,7 +82,7 @@ def build(app: ReviewApp) -> None:
             add_user = gr.Button("Add user", elem_id="admin-add-user")
             set_user = gr.Button("Update role / active", elem_id="admin-set-user")
             set_password = gr.Button("Set password", elem_id="admin-set-password")
-    with gr.Accordion("Jobs (import, pseudo-label, export; web and CLI)", open=True):
+    with gr.Accordion("Jobs (from the web and the CLI)", open=True):
         jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="admin-jobs",
                             max_height=320)
         jobs_btn = gr.Button("Refresh jobs", elem_id="admin-refresh-jobs", size="sm")
