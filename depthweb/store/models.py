@@ -73,6 +73,19 @@ CORRECTION_ACTIONS: frozenset[Action] = frozenset(
 LABEL_ACTIONS: frozenset[Action] = CORRECTION_ACTIONS | {Action.UNDO, Action.PICK}
 """Actions whose revision carries the label it produced (``label_blob_sha256``)."""
 
+class JobKind(StrEnum):
+    IMPORT = "import"
+    PSEUDO_LABEL = "pseudo_label"
+    EXPORT = "export"
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process died (no heartbeat, or its pid is gone)
+
+
 FINAL_STATUSES: frozenset[TaskStatus] = frozenset({TaskStatus.APPROVED, TaskStatus.REJECTED})
 
 NAMING = {
@@ -334,3 +347,33 @@ class Export(Base):
     filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
     n_items: Mapped[int]
     manifest_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Job(Base):
+    """A long job (import, pseudo-label, export), from the web or the CLI, as the admin's jobs
+    table shows it. ``done``/``total``: items handled so far (updated per committed batch);
+    ``heartbeat_at``: refreshed while the job's process lives, so a job whose process died is
+    told apart (:mod:`depthweb.services.review.jobs`); ``host``/``pid``: that process."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        _one_of("kind", JobKind),
+        _one_of("status", JobStatus),
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    dataset: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_by: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.RUNNING.value)
+    done: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int | None] = mapped_column()
+    message: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()

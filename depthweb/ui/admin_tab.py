@@ -1,21 +1,25 @@
 """Admin tab: queue counts, per-reviewer statistics (agreement, gold accuracy), adjudication of
-disagreements, gold tasks, N reviews per task, users, and the import / pseudo-label / export jobs.
+disagreements, gold tasks, N reviews per task, users, the import / pseudo-label / export jobs, and
+the jobs table (every such job, from the web or the CLI: status, done / total, message; it loads
+when the page opens and refreshes every :data:`JOBS_REFRESH_S` seconds while the tab is shown).
 
 Everything is checked server-side (admins only, in :mod:`depthweb.services.review.admin`); the
 tab is shown to admins only (cosmetic). Names typed by users (datasets, files, exports) are
 escaped wherever they are rendered as Markdown (:func:`~depthweb.ui.common.md_inline`). API
 endpoints: ``admin_overview``, ``admin_adjudicate``, ``admin_gold``, ``admin_reviews_per_task``,
 ``admin_users``, ``admin_add_user``, ``admin_set_user``, ``admin_set_password``, ``admin_import``,
-``admin_pseudo_label``, ``admin_export``.
+``admin_pseudo_label``, ``admin_export``, ``admin_jobs``.
 """
 
 from __future__ import annotations
 
 import gradio as gr
+from gradio.context import Context
 
 from depthweb.services import accounts
 from depthweb.services.review import admin as svc
 from depthweb.services.review.exporter import FILTERS
+from depthweb.services.review.jobs import HEADERS as JOB_HEADERS
 from depthweb.services.review.session import user_role
 from depthweb.services.studio import model_choices
 from depthweb.ui.auth import ReviewApp
@@ -27,6 +31,7 @@ REVIEWER_HEADERS = ["reviewer", "reviews", "approve", "reject", "agreement", "go
 DISAGREE_HEADERS = ["task", "version", "image", "reviews"]
 USER_HEADERS = ["name", "role", "active", "created (UTC)"]
 ROLES = ["admin", "reviewer", "viewer"]
+JOBS_REFRESH_S = 3.0
 
 
 def _progress(progress: gr.Progress, verb: str):
@@ -39,6 +44,7 @@ def _progress(progress: gr.Progress, verb: str):
 def build(app: ReviewApp) -> None:
     """Lay out the tab and wire its events (inside a ``gr.Blocks`` context)."""
     ctx = app.ctx
+    tab = Context.block  # the Admin tab when built inside one (its Tabs drive the timer)
     status = gr.Markdown(elem_id="admin-status")
     with gr.Row(equal_height=True):
         dataset = gr.Dropdown([], value=None, label="Dataset (empty: all)", allow_custom_value=True,
@@ -76,6 +82,11 @@ def build(app: ReviewApp) -> None:
             add_user = gr.Button("Add user", elem_id="admin-add-user")
             set_user = gr.Button("Update role / active", elem_id="admin-set-user")
             set_password = gr.Button("Set password", elem_id="admin-set-password")
+    with gr.Accordion("Jobs (from the web and the CLI)", open=True):
+        jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="admin-jobs",
+                            max_height=320)
+        jobs_btn = gr.Button("Refresh jobs", elem_id="admin-refresh-jobs", size="sm")
+        jobs_timer = gr.Timer(JOBS_REFRESH_S, active=False)
     with gr.Accordion("Import, pseudo-label, export", open=False):
         with gr.Row():
             files = gr.File(label="Images or zips", file_count="multiple",
@@ -125,11 +136,43 @@ def build(app: ReviewApp) -> None:
         # the admin tables load when the page opens (no Refresh needed)
         user = who(request, profile)
         if user_role(ctx, user) != "admin":
-            return tuple(gr.skip() for _ in range(len(overview_out) + 1))
-        return (*admin_overview("", request, profile), svc.users_table(ctx, user))
+            return tuple(gr.skip() for _ in range(len(overview_out) + 3))
+        # without a Tabs to watch, the jobs table refreshes while the page is open
+        return (*admin_overview("", request, profile), svc.users_table(ctx, user),
+                svc.jobs_table(ctx, user), gr.Timer(active=not isinstance(tab, gr.Tab)))
 
-    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[*overview_out, users],
-          api_visibility="private")
+    gr.on(triggers=None, fn=on_load, inputs=None,
+          outputs=[*overview_out, users, jobs, jobs_timer], api_visibility="private")
+
+    def admin_jobs(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """The newest jobs (import, pseudo-label, export; from the web or the CLI) with their
+        status and done / total; jobs whose process died are shown as interrupted."""
+        with user_errors("list the jobs"):
+            return svc.jobs_table(ctx, who(request, profile))
+
+    jobs_btn.click(admin_jobs, None, [jobs], api_name="admin_jobs")
+
+    def tick(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        user = who(request, profile)
+        if user_role(ctx, user) != "admin":
+            return gr.skip(), gr.Timer(active=False)
+        return svc.jobs_table(ctx, user), gr.skip()
+
+    jobs_timer.tick(tick, None, [jobs, jobs_timer], api_visibility="private",
+                    show_progress="hidden")
+    if isinstance(tab, gr.Tab) and isinstance(getattr(tab, "parent", None), gr.Tabs):
+        def shown(evt: gr.SelectData, request: gr.Request,
+                  profile: gr.OAuthProfile | None = None):
+            # the timer runs while the Admin tab is the one shown (admins only)
+            data = getattr(evt, "_data", None) or {}
+            picked = tab.id in (data.get("id"), data.get("index")) or data.get("value") == tab.label
+            on = picked and user_role(ctx, who(request, profile)) == "admin"
+            return gr.Timer(active=on)
+
+        tab.parent.select(shown, None, [jobs_timer], api_visibility="private",
+                          show_progress="hidden")
+        tab.select(tick, None, [jobs, jobs_timer], api_visibility="private",
+                   show_progress="hidden")
 
     def pick(table, evt: gr.SelectData):
         row = evt.row_value or []

@@ -1,7 +1,8 @@
 """``pseudo-label --engine ray`` on a local Ray (2 CPUs), against SQLite and PostgreSQL:
 the same predictions as the in-process path; a model worker killed with SIGKILL mid-job and a
 whole job (its driver) killed mid-job and run again both end with every image labelled exactly
-once, one task each, and no row without its file."""
+once, one task each, and no row without its file. The jobs table records the Ray runs (done ==
+total) and shows the killed driver's run as interrupted."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from depthweb.services.review import import_images, pseudo_label
+from depthweb.services.review.jobs import HEADERS, job_rows
 from depthweb.services.review.pseudolabel_ray import pseudo_label_ray
 from depthweb.store import SYSTEM, BlobRef
 from depthweb.store.models import Image, Prediction, Task
@@ -27,6 +29,11 @@ from tests.review.conftest import TEACHER
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ACTOR_TITLE = "LabelActor"  # Ray names the actor process ray::MapWorker(MapBatches(LabelActor))
 TIMEOUT_S = 600.0
+
+
+def jobs(ctx) -> list[dict]:
+    """The jobs table, newest first."""
+    return [dict(zip(HEADERS, row, strict=True)) for row in job_rows(ctx)]
 
 
 def by_name(ctx, dataset: str) -> dict[str, tuple[Prediction, np.ndarray]]:
@@ -76,6 +83,8 @@ def test_ray_labels_like_the_in_process_path(ctx, ray_address, image_folder, tin
         assert (pred.fx, pred.cx) == pytest.approx((ref_pred.fx, ref_pred.cx))
         assert pred.uncertainty == pytest.approx(ref_pred.uncertainty, rel=1e-3, abs=1e-7)
     assert len({round(p.uncertainty, 9) for p, _ in ours.values()}) == 5
+    ray_job = next(j for j in jobs(ctx) if j["dataset"] == "ray")
+    assert (ray_job["status"], ray_job["done"], ray_job["total"]) == ("done", 5, 5)
     again = pseudo_label_ray(ctx, "ray", TEACHER, **kw)
     assert (again.labelled, again.already_done) == (0, 5)
     assert_labelled_once(ctx, 10)  # 5 images in each dataset
@@ -130,6 +139,8 @@ def test_a_killed_job_run_again_labels_each_image_once(ctx, db_url, ray_address,
     job.kill()
     done = _count(ctx)
     assert 1 <= done < n, "the job ended before it could be killed mid-way"
+    [killed] = jobs(ctx)
+    assert killed["status"] == "interrupted" and killed["done"] <= done  # its pid is gone
     assert checks.integrity_problems(db_url) == []
     with ctx.session(readonly=True) as s:
         assert checks.blob_problems(s, ctx.store) == []  # no row without its file
@@ -137,6 +148,8 @@ def test_a_killed_job_run_again_labels_each_image_once(ctx, db_url, ray_address,
     rerun = pseudo_label_ray(ctx, "d", TEACHER, user=SYSTEM, weights=str(tiny_teacher),
                              device="cpu", batch_size=2, workers=2, uncertainty="none")
     assert (rerun.labelled, rerun.already_done, rerun.failed) == (n - done, done, [])
+    assert [(j["status"], j["done"], j["total"]) for j in jobs(ctx)] == [
+        ("done", n - done, n - done), ("interrupted", killed["done"], n)]
     assert_labelled_once(ctx, n)
     with ctx.session(readonly=True) as s:
         ctx.store.gc(s, min_age_s=0)

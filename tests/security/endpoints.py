@@ -36,7 +36,7 @@ ROLES: dict[str, str] = {
     "/admin_overview": ADMIN, "/admin_adjudicate": ADMIN, "/admin_gold": ADMIN,
     "/admin_reviews_per_task": ADMIN, "/admin_users": ADMIN, "/admin_add_user": ADMIN,
     "/admin_set_user": ADMIN, "/admin_set_password": ADMIN, "/admin_import": ADMIN,
-    "/admin_pseudo_label": ADMIN, "/admin_export": ADMIN,
+    "/admin_pseudo_label": ADMIN, "/admin_export": ADMIN, "/admin_jobs": ADMIN,
     # Train tab.
     "/train_heldout": ADMIN, "/train_lists": ADMIN, "/train_start": ADMIN,
     "/train_status": ADMIN, "/train_stop": ADMIN,
@@ -127,6 +127,7 @@ def arguments(name: str, case: Case) -> tuple:
         "/admin_import": ([photo], "nyu"),
         "/admin_pseudo_label": ("nyu", "depth-anything-v2-small", case.weights, 2, "none", 1),
         "/admin_export": ("nyu", "best", "stolen-export"),
+        "/admin_jobs": (),
         "/train_heldout": ("evil-student",),
         "/train_lists": (),
         "/train_start": (None, "tiny", 2, "evil-student", None),  # export: choices load late

@@ -1,5 +1,6 @@
 """Admin use cases behind the Admin tab: users, queue counts, reviewer statistics,
-adjudication of disagreements, gold tasks, and the import / pseudo-label / export jobs.
+adjudication of disagreements, gold tasks, the import / pseudo-label / export jobs and the jobs
+table (:mod:`depthweb.services.review.jobs`: every such job, from the web or the CLI).
 
 Like :mod:`depthweb.services.review.session`, every function takes the user *name* the web server
 authenticated and loads the user inside the call; :func:`require_admin` (and the repository
@@ -8,6 +9,7 @@ functions themselves) refuse anyone who is not an active admin.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,13 @@ from depthweb.services import model_queue
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.exporter import ExportReport, export_dataset
 from depthweb.services.review.importer import ImportReport, import_images
+from depthweb.services.review.jobs import JobTracker, job_rows
 from depthweb.services.review.pseudolabel import PseudoLabelReport, pseudo_label
 from depthweb.services.review.session import load_user
 from depthweb.store import Role, create_user, require_role, update_user
 from depthweb.store.auth import list_users
 from depthweb.store.integrity import CheckReport, check_blobs
-from depthweb.store.models import Image, Review, Task, TaskStatus, User
+from depthweb.store.models import Image, JobKind, Review, Task, TaskStatus, User
 from depthweb.store.repo import (
     adjudicate,
     list_datasets,
@@ -39,6 +42,8 @@ from depthweb.store.repo import mark_broken as _mark
 
 ProgressFn = Callable[[int, int, str], None]
 EXPORTS_DIRNAME = "exports"
+JOB_UPDATE_S = 1.0
+"""Import and export commit per file: their job row is updated at most this often."""
 
 
 def require_admin(session: Session, username: str | None) -> User:
@@ -194,16 +199,47 @@ def _admin(ctx: ReviewContext, username: str | None) -> User:
         return require_admin(s, username)
 
 
+def jobs_table(ctx: ReviewContext, username: str | None, limit: int = 50) -> list[list]:
+    """The newest jobs (:data:`depthweb.services.review.jobs.HEADERS`); jobs whose process
+    died are marked interrupted first."""
+    _admin(ctx, username)
+    return job_rows(ctx, limit)
+
+
+def _tracked(job: JobTracker, progress: ProgressFn | None) -> ProgressFn:
+    """``progress`` that also records the job (its row is written at the first file, so a
+    job refused before any file leaves none), at most every :data:`JOB_UPDATE_S`."""
+    last = [0.0]
+
+    def report(done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= JOB_UPDATE_S:
+            last[0] = now
+            job.progress(done, total)
+        if progress is not None:
+            progress(done, total, name)
+
+    return report
+
+
 def run_import(ctx: ReviewContext, username: str | None, files: Sequence[str | Path],
                dataset: str, progress: ProgressFn | None = None) -> ImportReport:
-    """Import uploaded images or zips into ``dataset`` (created when missing)."""
+    """Import uploaded images or zips into ``dataset`` (created when missing). Recorded in
+    the jobs table unless it added nothing (then the store is as it was; the result says why)."""
     user = _admin(ctx, username)
     if not (dataset or "").strip():
         raise InputError("Name the dataset to import into.")
     if not files:
         raise InputError("Upload at least one image or zip file first.")
-    return import_images(ctx, list(files), dataset=dataset.strip(), user=user,
-                         progress=progress)
+    with JobTracker(ctx, JobKind.IMPORT, dataset.strip(), user,
+                    params={"files": len(files)}) as job:
+        report = import_images(ctx, list(files), dataset=dataset.strip(), user=user,
+                               progress=_tracked(job, progress))
+        if report.added:
+            job.finish(report.summary())
+        else:
+            job.discard()
+    return report
 
 
 def run_pseudo_label(ctx: ReviewContext, username: str | None, dataset: str, model: str, *,
@@ -227,5 +263,9 @@ def run_export(ctx: ReviewContext, username: str | None, dataset: str, name: str
     user = _admin(ctx, username)
     if not dataset or not (name or "").strip():
         raise InputError("Pick a dataset and name the export folder.")
-    return export_dataset(ctx, dataset, name.strip(), user=user, filter=filter,
-                          base_dir=exports_root(ctx), progress=progress)
+    with JobTracker(ctx, JobKind.EXPORT, dataset, user,
+                    params={"folder": name.strip(), "filter": filter}) as job:
+        report = export_dataset(ctx, dataset, name.strip(), user=user, filter=filter,
+                                base_dir=exports_root(ctx), progress=_tracked(job, progress))
+        job.finish(report.summary())
+    return report

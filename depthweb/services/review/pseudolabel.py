@@ -43,10 +43,11 @@ from depthweb.imaging import load_image
 from depthweb.models.base import DepthBackend
 from depthweb.models.registry import load_backend
 from depthweb.services.review.context import ReviewContext
+from depthweb.services.review.jobs import JobTracker
 from depthweb.services.review.pseudolabel_pipeline import Pipeline
 from depthweb.store import BlobRef, BlobStore
 from depthweb.store.auth import Actor, require_role
-from depthweb.store.models import Blob, Image, Prediction, Role
+from depthweb.store.models import Blob, Image, JobKind, Prediction, Role
 from depthweb.store.repo import add_prediction, ensure_task, images_without_prediction
 from depthweb.store.repo import require_dataset as _require_dataset
 from depthweb.types import DepthKind, DepthResult, Intrinsics
@@ -305,6 +306,14 @@ def _forget_blob(session: Session, sha256: str) -> None:
                     sha256[:12])
 
 
+def job_tracker(ctx: ReviewContext, plan: Plan, model: str, user: Actor,
+                **params: object) -> JobTracker:
+    """The jobs-table row of a run (written by :meth:`JobTracker.start` once the run is
+    planned, so a refused run leaves none)."""
+    return JobTracker(ctx, JobKind.PSEUDO_LABEL, plan.dataset, user, model=model,
+                      params={k: v for k, v in params.items() if v is not None})
+
+
 def check_options(batch_size: int, uncertainty: str) -> None:
     """One sentence for a bad batch size or uncertainty mode, before any work."""
     if batch_size < 1:
@@ -341,11 +350,17 @@ def pseudo_label(
     plan = plan_job(ctx, dataset, model, labeller.weights, limit)
     report = PseudoLabelReport(plan.dataset, model, labeller.weights,
                                already_done=plan.already_done)
-    state = {"done": 0}
+    state = {"done": 0, "committed": 0}
+    job = job_tracker(ctx, plan, model, user, engine="in-process", weights=labeller.weights,
+                      batch_size=batch_size, uncertainty=uncertainty, limit=limit)
 
     def write(out: list[tuple[Todo, DepthResult, float]]) -> list[Labelled]:
+        # writer thread: files, then the batch's rows, then the job's row (so its count is
+        # what is committed, even when a later batch fails)
         batch = [Labeller.store(ctx.store, todo, result, score) for todo, result, score in out]
         report.labelled += commit_labelled(ctx, user, labeller.weights, batch, plan.relabel)
+        state["committed"] += len(batch)
+        job.progress(state["committed"] + len(report.failed), len(plan.todo))
         return batch
 
     def written(batch: list[Labelled]) -> None:
@@ -360,13 +375,16 @@ def pseudo_label(
         report.failed.append((todo.name, str(exc)))
         state["done"] += 1
 
-    Pipeline(
-        decode=lambda todo: decode(ctx.store, ctx.settings, todo),
-        infer=lambda todos, data: [(t, *pair) for t, pair in zip(todos, labeller.predict(
-            [d[0] for d in data], [d[1] for d in data]), strict=True)],
-        write=write, on_written=written, on_error=failed, decode_threads=decode_threads,
-    ).run(plan.todo, batch_size)
-    report.seconds = time.perf_counter() - t0
+    with job:
+        job.start(len(plan.todo), f"{plan.already_done} already done")
+        Pipeline(
+            decode=lambda todo: decode(ctx.store, ctx.settings, todo),
+            infer=lambda todos, data: [(t, *pair) for t, pair in zip(todos, labeller.predict(
+                [d[0] for d in data], [d[1] for d in data]), strict=True)],
+            write=write, on_written=written, on_error=failed, decode_threads=decode_threads,
+        ).run(plan.todo, batch_size)
+        report.seconds = time.perf_counter() - t0
+        job.finish(report.summary(), done=state["done"])
     log.info("pseudo-label %s", report.summary())
     return report
 

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,7 @@ from depthweb.errors import InputError
 from depthweb.models.loading import resolve_weights
 from depthweb.models.registry import get_spec
 from depthweb.services.review.context import ReviewContext
+from depthweb.services.review.jobs import JobTracker
 from depthweb.services.review.pseudolabel import (
     Labelled,
     Labeller,
@@ -44,6 +45,7 @@ from depthweb.services.review.pseudolabel import (
     check_options,
     commit_labelled,
     decode,
+    job_tracker,
     plan_job,
     second_model_name,
     weights_key,
@@ -221,22 +223,32 @@ def pseudo_label_ray(
     wkey = _weights_label(model, weights, ctx.settings)
     plan = plan_job(ctx, dataset, model, wkey, limit)
     report = PseudoLabelReport(plan.dataset, model, wkey, already_done=plan.already_done)
-    if plan.todo:
-        kwargs = {"model": model, "weights": weights, "device": device,
-                  "uncertainty": uncertainty, "second_weights": second_weights}
-        with ray_session(address) as ray:
-            ds = _build(ray, ctx, plan, kwargs, batch_size=batch_size, workers=workers,
-                        cpus_per_worker=cpus_per_worker, gpus=num_gpus_per_worker)
-            _commit_stream(ctx, user, plan, report, ds.iter_batches(
-                batch_size=None, batch_format="numpy"), progress)
-    report.seconds = time.perf_counter() - t0
+    job = job_tracker(ctx, plan, model, user, engine="ray", weights=wkey, batch_size=batch_size,
+                      uncertainty=uncertainty, limit=limit, workers=workers,
+                      num_gpus_per_worker=num_gpus_per_worker or None)
+    kwargs = {"model": model, "weights": weights, "device": device,
+              "uncertainty": uncertainty, "second_weights": second_weights}
+    with ExitStack() as stack:
+        # connected first: an unreachable --address leaves no job row
+        ray = stack.enter_context(ray_session(address)) if plan.todo else None
+        with job:
+            job.start(len(plan.todo), f"{plan.already_done} already done")
+            done = 0
+            if ray is not None:
+                ds = _build(ray, ctx, plan, kwargs, batch_size=batch_size, workers=workers,
+                            cpus_per_worker=cpus_per_worker, gpus=num_gpus_per_worker)
+                done = _commit_stream(ctx, user, plan, report, ds.iter_batches(
+                    batch_size=None, batch_format="numpy"), progress, job)
+            report.seconds = time.perf_counter() - t0
+            job.finish(report.summary(), done=done)
     log.info("pseudo-label (ray) %s", report.summary())
     return report
 
 
 def _commit_stream(ctx: ReviewContext, user: Actor, plan: Plan, report: PseudoLabelReport,
-                   batches: Any, progress: ProgressFn | None) -> None:
-    """Driver: commit each batch of written predictions (one transaction per batch)."""
+                   batches: Any, progress: ProgressFn | None, job: JobTracker) -> int:
+    """Driver: commit each batch of written predictions (one transaction per batch), then
+    update the job's row; returns how many images were handled."""
     done = 0
     for batch in batches:
         rows = [{k: batch[k][i] for k in batch} for i in range(len(batch["image_id"]))]
@@ -250,3 +262,5 @@ def _commit_stream(ctx: ReviewContext, user: Actor, plan: Plan, report: PseudoLa
             done += 1
             if progress is not None:
                 progress(done, len(plan.todo), str(row["name"]))
+        job.progress(done, len(plan.todo))
+    return done
