@@ -27,6 +27,8 @@ removes those jumps, frame by frame, in the model's own space (disparity for
 With ``denoise`` (default), pixels that agree with the reference are output as the updated
 reference (their EMA with weight ``reference_ema``), which lowers the per-pixel noise of static
 content; pixels that disagree (moving content, disocclusions) keep the aligned prediction.
+A slower reference (``reference_ema`` 0.1) smooths more and removes more of the flicker, but
+its lag costs accuracy on a moving camera (``docs/benchmarks.md``, Video); 0.5 does not.
 
 Metric models keep metres: only a scale is fitted, and the applied scale and every output
 pixel stay within ``[1 / (1 + metric_bound), 1 + metric_bound]`` times the model's own output.
