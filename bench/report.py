@@ -1,7 +1,8 @@
 """``docs/benchmarks.md`` from benchmark sections: the summary table, the machine facts of each
 run, then one detail section per benchmark followed by its hand-written notes.
 
-Hand-written prose lives in ``bench/notes/<key>.md`` (and ``bench/notes/intro.md`` for the
+Hand-written prose lives in ``bench/notes/<key>.md`` (``bench/notes/appendix.md``, last, holds
+measurements made by hand outside ``python -m bench``; and ``bench/notes/intro.md`` for the
 top) and is copied in verbatim, so regenerating the file never loses it. Results round-trip
 through JSON (:func:`to_json` / :func:`from_json`) so a later ``python -m bench --only gpu`` can
 replace one section and keep the others, each labelled with the run that measured it.
@@ -111,4 +112,7 @@ def render(runs: dict[str, RunInfo], sections: list[tuple[str, Section]]) -> str
         note = read_note(s.key)
         if note:
             parts += [note, ""]
+    appendix = read_note("appendix")  # measurements made by hand, outside `python -m bench`
+    if appendix:
+        parts += [appendix, ""]
     return "\n".join(parts).rstrip() + "\n"

@@ -1,4 +1,4 @@
-"""Temporal stabilisation of per-frame depth, and the flicker measure it is judged by.
+"""Temporal stabilisation of per-frame depth, and the flicker measures it is judged by.
 
 Per-frame predictions of an image model flicker: the unknown scale and shift of a relative
 output (and the scale of a metric one) jump from frame to frame. :class:`TemporalStabiliser`
@@ -7,37 +7,38 @@ removes those jumps, frame by frame, in the model's own space (disparity for
 
 1. **Reference**: an exponential moving average of the previous stabilised frames, kept per
    pixel where consecutive frames agree and replaced where they do not (moving content).
-2. **Fit**: the new frame's scale and shift (metric: scale only) that map it onto the reference,
-   by least squares on the pixels that agree (residual below ``agree_tol`` times the reference
-   value, or times 5 % of its 5-95 % range where that is larger), refitted ``iterations``
-   times on the agreeing pixels of the last fit.
-3. **Smoothing**: the applied parameters are an exponential moving average of the fitted ones,
-   ``theta_t = param_ema * fit_t + (1 - param_ema) * theta_{t-1}``.
+2. **Fit**: the new frame's scale and shift (metric: scale only) that map it onto the
+   reference, by least *absolute* deviations over every pixel valid in both
+   (:func:`fit_scale_shift_l1`): the median-like fit follows the majority of the picture and
+   is not pulled by the minority that really changed (an object coming closer), which a
+   least-squares fit on "agreeing" pixels was (``bench/bench_video.py``). A pixel *agrees*
+   when its residual is below ``agree_tol`` times the reference value (at least ``agree_tol``
+   times 5 % of the reference's 5-95 % range).
+3. **Smoothing** (optional, off by default): ``theta_t = param_ema * fit_t + (1 - param_ema)
+   * theta_{t-1}``. It lets ``1 - param_ema`` of every per-frame jump through; on the ray-cast
+   clips the bundled student's frame-to-frame changes of scale/shift are a slow drift, not
+   frame-level jitter, and smoothing the fitted parameters, or keeping only their
+   high-frequency part over the whole clip, removes less of the global flicker (measured in
+   the benchmark).
 4. **Reset** on scene cuts (given by the caller, e.g. from :func:`scene_cuts`) and when fewer
    than ``min_agree`` of the valid pixels agree: the frame passes unchanged (``theta = (1, 0)``)
    and starts a new reference.
 
-**Reference placement** (``reference``): ``"pixel"`` (default) compares a pixel with the same
-pixel of the reference; ``"flow"`` first warps the reference into the current frame along a
-dense optical flow given by the caller (:func:`warp_backward`; pixels whose forward-backward
-flow is inconsistent, :func:`flow_consistent`, or that come from outside the frame start
-afresh). On the ray-cast clips the flow placement is measured **worse** for the flicker measure
-(``bench/bench_video.py``): along the flow the reference holds the previous depth of the same
-scene point, and a camera moving forward brings every point closer, so the fit cancels that real
-change and the output drifts where the true depth at a pixel stays put (floors, side walls).
+With ``denoise`` (default), pixels that agree with the reference are output as the updated
+reference (their EMA with weight ``reference_ema``), which lowers the per-pixel noise of static
+content; pixels that disagree (moving content, disocclusions) keep the aligned prediction.
+A slower reference (``reference_ema`` 0.1) smooths more and removes more of the flicker, but
+its lag costs accuracy on a moving camera (``docs/benchmarks.md``, Video); 0.5 does not.
 
 Metric models keep metres: only a scale is fitted, and the applied scale and every output
 pixel stay within ``[1 / (1 + metric_bound), 1 + metric_bound]`` times the model's own output.
 
-With ``denoise`` (default), pixels that agree with the reference are output as the updated
-reference (their EMA), which lowers the per-pixel noise of static content; pixels that
-disagree (moving content, disocclusions) keep the aligned prediction. A persistent jump of the
-model's output leaks ``1 - param_ema`` of itself into the output once, and so does every
-random per-frame jump: the parameter EMA trades that against the noise of single fits. The
-defaults come from ``bench/bench_video.py`` (ray-cast clips, bundled student): with
-``param_ema = 1`` (no parameter smoothing) at least 95 % of an injected per-frame scale/shift
-jitter's flicker is removed, with 0.7 only about 85 %; the smoothing that pays off is the EMA
-of the reference (``reference_ema = 0.5``) and of agreeing pixels (``denoise``).
+**Flicker** (:func:`flicker_parts`): the mean ``|v_t - v_{t-1}| / |v_{t-1}|`` over pixels whose
+true depth changes by less than a tolerance (:func:`stable_pixels`); its *local* part is the
+minimum of that same mean over one scale and shift per frame pair (a weighted L1 fit, so the
+split does not depend on the choice of estimator and the *global* part, total minus local, is
+never negative); the global part is what a perfect per-frame scale/shift correction on those
+pixels would remove.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthweb.geometry.align import fit_scale, fit_scale_shift
 from depthweb.types import DepthKind
+
+MAX_FIT_PIXELS = 65536  # L1 fits use at most this many pixels (a regular subsample)
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,9 @@ class StabiliseConfig:
     agree_tol: float = 0.1
     min_agree: float = 0.2
     metric_bound: float = 0.1
-    iterations: int = 3
     denoise: bool = True
-    reference: str = "pixel"
 
     def __post_init__(self) -> None:
-        if self.reference not in ("pixel", "flow"):
-            raise ValueError(f"reference must be 'pixel' or 'flow', got {self.reference!r}")
         for name in ("param_ema", "reference_ema"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -86,6 +84,60 @@ class FrameFit:
     def as_dict(self) -> dict:
         return {"scale": round(self.scale, 6), "shift": round(self.shift, 6),
                 "agree": round(self.agree, 4), "reset": self.reset}
+
+
+def _masked(pred: np.ndarray, target: np.ndarray, mask: np.ndarray,
+            weights: np.ndarray | None, limit: int | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m = np.asarray(mask, bool) & np.isfinite(pred) & np.isfinite(target)
+    x, y = np.asarray(pred, np.float64)[m], np.asarray(target, np.float64)[m]
+    w = np.ones_like(x) if weights is None else np.asarray(weights, np.float64)[m]
+    if limit is not None and x.size > limit:  # a regular subsample, deterministic
+        step = -(-x.size // limit)
+        x, y, w = x[::step], y[::step], w[::step]
+    return x, y, w
+
+
+def fit_scale_shift_l1(pred: np.ndarray, target: np.ndarray, mask: np.ndarray,
+                       weights: np.ndarray | None = None, iterations: int = 40,
+                       limit: int | None = MAX_FIT_PIXELS) -> tuple[float, float]:
+    """(scale, shift) minimising ``sum(weights * |scale * pred + shift - target|)`` over
+    ``mask`` (iteratively reweighted least squares from the least-squares start). Raises
+    ValueError when fewer than 2 pixels remain or ``pred`` is constant over them."""
+    x, y, w = _masked(pred, target, mask, weights, limit)
+    if x.size < 2 or np.ptp(x) <= 1e-12 * max(np.abs(x).max(), 1e-30):
+        raise ValueError("pred is constant (or empty) over the mask: scale and shift are not "
+                         "determined")
+    eps = 1e-9 * max(float(np.ptp(y)), float(np.abs(y).max()), 1e-30)
+    wi, coef = w, np.array([1.0, 0.0])
+    for i in range(iterations + 1):
+        sw, swx, swy = wi.sum(), (wi * x).sum(), (wi * y).sum()
+        a, c = (wi * x * x).sum(), (wi * x * y).sum()
+        det = a * sw - swx * swx
+        if det <= 0:
+            break
+        new = np.array([(c * sw - swx * swy) / det, (a * swy - swx * c) / det])
+        done = i > 0 and np.all(np.abs(new - coef) <= 1e-8 * (np.abs(coef) + eps))
+        coef = new
+        if done:
+            break
+        wi = w / np.maximum(np.abs(coef[0] * x + coef[1] - y), eps)
+    return float(coef[0]), float(coef[1])
+
+
+def fit_scale_l1(pred: np.ndarray, target: np.ndarray, mask: np.ndarray,
+                 limit: int | None = MAX_FIT_PIXELS) -> float:
+    """The scale minimising ``sum(|scale * pred - target|)`` over ``mask``: the median of
+    ``target / pred`` weighted by ``|pred|`` (exact). ValueError when nothing is left."""
+    x, y, _ = _masked(pred, target, mask, None, limit)
+    ok = np.abs(x) > 0
+    x, y = x[ok], y[ok]
+    if x.size == 0:
+        raise ValueError("no pixel with a non-zero prediction in the mask")
+    ratio, wt = y / x, np.abs(x)
+    order = np.argsort(ratio)
+    cum = np.cumsum(wt[order])
+    return float(ratio[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def _tolerance(ref: np.ndarray, both: np.ndarray, rel: float) -> np.ndarray:
@@ -114,43 +166,23 @@ class TemporalStabiliser:
     def _fit(self, pred: np.ndarray, both: np.ndarray, tol: np.ndarray
              ) -> tuple[float, float, float]:
         """(scale, shift, agreeing fraction) of ``pred`` onto the reference over ``both``."""
-        ref, agree = self._ref, both
+        ref = self._ref
         if self.kind.is_metric:
-            scale, shift = fit_scale(pred, ref, both), 0.0
-        else:  # robust start: the worst 30 % of residuals ignored
-            scale, shift = fit_scale_shift(pred, ref, both, trim=0.3, iterations=2)
-        for _ in range(self.config.iterations):
-            agree = both & (np.abs(scale * pred + shift - ref) <= tol)
-            if agree.sum() < 16:
-                break
-            if self.kind.is_metric:
-                scale, shift = fit_scale(pred, ref, agree), 0.0
-            else:
-                scale, shift = fit_scale_shift(pred, ref, agree)
+            scale, shift = fit_scale_l1(pred, ref, both), 0.0
+        else:
+            scale, shift = fit_scale_shift_l1(pred, ref, both)
+        agree = both & (np.abs(scale * pred + shift - ref) <= tol)
         return scale, shift, float(agree.sum()) / max(int(both.sum()), 1)
 
-    def update(self, pred: np.ndarray, valid: np.ndarray, cut: bool = False,
-               flow: tuple[np.ndarray, np.ndarray] | None = None
+    def update(self, pred: np.ndarray, valid: np.ndarray, cut: bool = False
                ) -> tuple[np.ndarray, FrameFit]:
-        """The stabilised frame (H, W) float32 (invalid pixels keep their value) and its fit.
-
-        ``flow`` (only with ``reference="flow"``): (backward, forward) optical flow (H, W, 2)
-        in pixels (x, y): backward from this frame to the previous one, forward the other way.
-        """
+        """The stabilised frame (H, W) float32 (invalid pixels keep their value) and its fit."""
         cfg = self.config
         pred = np.asarray(pred, dtype=np.float64)
         valid = np.asarray(valid, bool) & np.isfinite(pred)
         if cut or self._ref is None or self._ref.shape != pred.shape:
             self.reset()
             return self._start(pred, valid, 1.0)
-        if cfg.reference == "flow":
-            if flow is None:
-                raise ValueError("reference='flow' needs the frame's (backward, forward) flow")
-            bwd, fwd = flow
-            if bwd.shape[:2] != pred.shape or fwd.shape[:2] != pred.shape:
-                raise ValueError(f"flow {bwd.shape[:2]} does not match the frame {pred.shape}")
-            self._ref = np.where(flow_consistent(bwd, fwd), warp_backward(self._ref, bwd),
-                                 np.nan)
         both = valid & np.isfinite(self._ref)
         tol = _tolerance(self._ref, both, cfg.agree_tol)
         try:
@@ -198,57 +230,16 @@ def stabilise_sequence(
     kind: DepthKind | str,
     config: StabiliseConfig | None = None,
     cuts: np.ndarray | None = None,
-    flows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[FrameFit]]:
     """Stabilise (T, H, W) predictions; ``cuts`` (T,) bool marks frames that start a new shot.
-
-    ``flows`` (with ``reference="flow"``): (backward, forward), each (T - 1, H, W, 2);
-    ``backward[t - 1]`` maps frame ``t`` to frame ``t - 1``, ``forward[t - 1]`` the other way.
-    Returns the stabilised (T, H, W) float32 and one :class:`FrameFit` per frame.
-    """
+    Returns the stabilised (T, H, W) float32 and one :class:`FrameFit` per frame."""
     stab = TemporalStabiliser(kind, config)
     out = np.empty(np.shape(preds), np.float32)
     fits = []
     for t in range(len(preds)):
-        pair = (flows[0][t - 1], flows[1][t - 1]) if flows is not None and t > 0 else None
-        out[t], fit = stab.update(preds[t], valid[t],
-                                  bool(cuts[t]) if cuts is not None else False, pair)
+        out[t], fit = stab.update(preds[t], valid[t], bool(cuts[t]) if cuts is not None else False)
         fits.append(fit)
     return out, fits
-
-
-def warp_backward(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``values`` (H, W[, C]) of the previous frame sampled (bilinear) at ``x + flow(x)``:
-    the previous frame seen from the current one, with ``flow`` (H, W, 2) the (x, y) pixel
-    displacement from the current frame to the previous. NaN where the sample falls outside
-    the frame; a NaN neighbour makes the sample NaN."""
-    v = np.asarray(values, dtype=np.float64)
-    h, w = v.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    x, y = xx + flow[..., 0], yy + flow[..., 1]
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.intp), max(w - 2, 0))
-    y0 = np.minimum(np.floor(y).astype(np.intp), max(h - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = x - x0, y - y0
-    if v.ndim == 3:
-        fx, fy, inside = fx[..., None], fy[..., None], inside[..., None]
-    out = ((v[y0, x0] * (1 - fx) + v[y0, x1] * fx) * (1 - fy)
-           + (v[y1, x0] * (1 - fx) + v[y1, x1] * fx) * fy)
-    return np.where(inside, out, np.nan)
-
-
-def flow_consistent(backward: np.ndarray, forward: np.ndarray, tol_px: float = 0.5,
-                    tol_rel: float = 0.05) -> np.ndarray:
-    """(H, W) bool: pixels of the current frame whose backward flow, followed by the forward
-    flow found there, comes back within ``tol_px + tol_rel * |backward|`` pixels (occlusions
-    and wrong matches fail); both flows (H, W, 2) as in :func:`warp_backward`."""
-    back = warp_backward(forward, backward)
-    err = np.linalg.norm(backward + back, axis=-1)
-    limit = tol_px + tol_rel * np.linalg.norm(backward, axis=-1)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(err) & (err <= limit)
 
 
 def scene_cuts(grey: np.ndarray, threshold: float = 0.25) -> np.ndarray:
@@ -261,33 +252,49 @@ def scene_cuts(grey: np.ndarray, threshold: float = 0.25) -> np.ndarray:
     return np.concatenate([[False], diff > threshold])
 
 
+def _pairs(values: np.ndarray, stable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    v = np.asarray(values, dtype=np.float64)
+    prev, cur = v[:-1], v[1:]
+    ok = stable & np.isfinite(prev) & np.isfinite(cur) & (np.abs(prev) > 0)
+    return prev, cur, ok
+
+
 def temporal_flicker(values: np.ndarray, stable: np.ndarray) -> float:
     """Mean absolute relative change between consecutive frames: ``|v_t - v_{t-1}| / |v_{t-1}|``
     averaged over the pixels where ``stable`` (T-1, H, W) is set (e.g. true depth changes by
     < 1 %). ``values`` (T, H, W) must be positive there (depth or disparity)."""
-    v = np.asarray(values, dtype=np.float64)
-    prev, cur = v[:-1], v[1:]
-    ok = stable & np.isfinite(prev) & np.isfinite(cur) & (np.abs(prev) > 0)
+    prev, cur, ok = _pairs(values, stable)
     if not ok.any():
         return float("nan")
     return float(np.mean(np.abs(cur[ok] - prev[ok]) / np.abs(prev[ok])))
 
 
 def local_flicker(values: np.ndarray, stable: np.ndarray) -> float:
-    """:func:`temporal_flicker` after the best scale and shift of each frame onto the previous
-    one (fitted on the ``stable`` pixels): what is left once global jumps are removed."""
-    v = np.asarray(values, dtype=np.float64)
-    aligned = v.copy()
-    for t in range(1, len(v)):
-        m = stable[t - 1] & np.isfinite(v[t]) & np.isfinite(v[t - 1])
-        if m.sum() >= 2:
-            s, b = fit_scale_shift(v[t], v[t - 1], m, trim=0.2)
-            aligned[t] = s * v[t] + b
-    prev, cur = v[:-1], aligned[1:]
-    ok = stable & np.isfinite(prev) & np.isfinite(cur) & (np.abs(prev) > 0)
+    """:func:`temporal_flicker` after the scale and shift of each frame that minimise it (the
+    same objective: L1 weighted by ``1 / |v_{t-1}|``, over the ``stable`` pixels): what no
+    per-frame scale/shift correction can remove. Never above :func:`temporal_flicker`."""
+    prev, cur, ok = _pairs(values, stable)
     if not ok.any():
         return float("nan")
-    return float(np.mean(np.abs(cur[ok] - prev[ok]) / np.abs(prev[ok])))
+    aligned = cur.copy()
+    for t in range(len(cur)):
+        m = ok[t]
+        try:
+            s, b = fit_scale_shift_l1(cur[t], prev[t], m, 1.0 / np.where(m, np.abs(prev[t]), 1.0),
+                                      limit=None)
+        except ValueError:
+            continue
+        fitted = np.abs(s * cur[t][m] + b - prev[t][m]) / np.abs(prev[t][m])
+        if fitted.sum() < (np.abs(cur[t][m] - prev[t][m]) / np.abs(prev[t][m])).sum():
+            aligned[t] = s * cur[t] + b  # identity is a candidate: keep the better one
+    return float(np.mean(np.abs(aligned[ok] - prev[ok]) / np.abs(prev[ok])))
+
+
+def flicker_parts(values: np.ndarray, stable: np.ndarray) -> dict[str, float]:
+    """``{"flicker", "local", "global"}``: :func:`temporal_flicker`, :func:`local_flicker` and
+    their difference (the part one scale and shift per frame pair explains; >= 0)."""
+    total, local = temporal_flicker(values, stable), local_flicker(values, stable)
+    return {"flicker": total, "local": local, "global": total - local}
 
 
 def stable_pixels(depth: np.ndarray, tol: float = 0.01) -> np.ndarray:

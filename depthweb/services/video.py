@@ -95,33 +95,13 @@ def _grey_small(frames: np.ndarray, side: int = 64) -> np.ndarray:
                                 interpolation=cv2.INTER_AREA) for f in frames]) / 255.0
 
 
-def dense_flows(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(backward, forward) optical flow between consecutive frames of ``rgb`` (T, H, W, 3)
-    uint8, each (T - 1, H, W, 2) float32 pixels (x, y): ``backward[t - 1]`` from frame ``t`` to
-    ``t - 1``, ``forward[t - 1]`` from ``t - 1`` to ``t`` (OpenCV DIS, medium preset, on grey).
-    Costs about as much per frame as the bundled student's inference on this machine."""
-    import cv2
-
-    h, w = rgb.shape[1:3]
-    if len(rgb) < 2:
-        empty = np.zeros((0, h, w, 2), np.float32)
-        return empty, empty.copy()
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in rgb]
-    bwd = np.stack([dis.calc(grey[t], grey[t - 1], None) for t in range(1, len(grey))])
-    fwd = np.stack([dis.calc(grey[t - 1], grey[t], None) for t in range(1, len(grey))])
-    return bwd, fwd
-
-
 def stabilise(results: Sequence[DepthResult], rgb: np.ndarray,
               config: StabiliseConfig | None = None) -> tuple[np.ndarray, list[FrameFit]]:
-    """Stabilised (T, H, W) float32 (NaN invalid) of per-frame results, cuts found in ``rgb``
-    (and, with ``config.reference == "flow"``, the optical flow of ``rgb``)."""
+    """Stabilised (T, H, W) float32 (NaN invalid) of per-frame results, cuts found in ``rgb``."""
     preds = np.stack([r.depth for r in results])
     valid = np.stack([r.valid_mask for r in results])
-    flows = dense_flows(rgb) if config is not None and config.reference == "flow" else None
     out, fits = stabilise_sequence(preds, valid, results[0].kind, config,
-                                   cuts=scene_cuts(_grey_small(rgb)), flows=flows)
+                                   cuts=scene_cuts(_grey_small(rgb)))
     return np.where(valid, out, np.nan).astype(np.float32), fits
 
 

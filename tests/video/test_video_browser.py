@@ -30,3 +30,20 @@ def test_video_tab_plays_the_side_by_side_clip(page, tmp_path, artifacts):
     page.wait_for_selector("#video-plot .js-plotly-plot", timeout=60_000)
     assert "Frames" in page.locator("#video-info").inner_text()
     page.screenshot(path=str(artifacts / "video_tab.png"), full_page=True)
+
+
+def test_video_tab_refuses_a_truncated_clip_in_one_sentence(page, tmp_path, artifacts):
+    """A cut-off upload: one sentence in an error toast, no output video, the tab still works
+    (its frame controls stay as they were)."""
+    from tests.video.test_video_io import truncated
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-in input[type=file]").set_input_files(str(truncated(tmp_path)))
+    page.wait_for_timeout(500)
+    page.click("#video-run")
+    toast = page.locator(".toast-body:has-text('truncated')")
+    toast.wait_for(state="visible", timeout=120_000)
+    text = toast.inner_text()
+    assert "truncated" in text and "Traceback" not in text
+    assert page.locator("#video-out video").count() == 0
+    page.screenshot(path=str(artifacts / "video_tab_truncated.png"), full_page=True)
