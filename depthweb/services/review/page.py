@@ -29,6 +29,7 @@ from depthweb.services.review.labels import (
     is_stored,
     label_source,
     prediction_intrinsics,
+    read_array,
     replay_branch,
     teacher_map,
 )
@@ -289,9 +290,9 @@ def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
 
 def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> np.ndarray:
     def make() -> np.ndarray:
-        raw = teacher_map(ctx, pred)
-        depth = _small(raw.depth, raw.shape, PREVIEW_MAX_SIDE)
-        return visuals.depth_preview(DepthResult(depth, raw.kind, label.intrinsics,
+        raw = read_array(ctx, pred.depth_blob, "teacher prediction")  # no label copy
+        depth = _small(raw, raw.shape, PREVIEW_MAX_SIDE).astype(np.float32, copy=False)
+        return visuals.depth_preview(DepthResult(depth, DepthKind(pred.kind), label.intrinsics,
                                                  model=pred.model))
 
     return ctx.cache.get_or_make(("teacher", pred.id), make)
