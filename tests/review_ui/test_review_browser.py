@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -90,11 +89,20 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
         "(s) => { const i = document.querySelector(s + ' img');"
         " return i && i.complete && i.naturalWidth > 0; }", arg=selector)
     page.locator(f"{selector} img").scroll_into_view_if_needed()
-    box = page.evaluate(
-        """(sel) => { const img = document.querySelector(sel + ' img');
+    measure = """(sel) => { const img = document.querySelector(sel + ' img');
             const r = img.getBoundingClientRect();
             return {x: r.x, y: r.y, w: r.width, h: r.height, fit: getComputedStyle(img).objectFit,
-                    nw: img.naturalWidth, nh: img.naturalHeight}; }""", selector)
+                    nw: img.naturalWidth, nh: img.naturalHeight}; }"""
+    # The page may still be scrolling (smoothly) or settling its layout: measure until two
+    # measures 100 ms apart agree, or a click lands pixels away from the one aimed at (seen
+    # on a loaded machine: 3-4 pixels, issue 12).
+    box = page.evaluate(measure, selector)
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        again = page.evaluate(measure, selector)
+        if again == box:
+            break
+        box = again
     scale = min(box["w"] / box["nw"], box["h"] / box["nh"])  # object-fit: contain
     if box["fit"] == "scale-down":  # a small image is drawn at its own size, centred
         scale = min(scale, 1.0)
@@ -102,7 +110,10 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
         scale = 1.0
     x0 = box["x"] + (box["w"] - box["nw"] * scale) / 2
     y0 = box["y"] + (box["h"] - box["nh"] * scale) / 2
-    page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)
+    # Gradio's select event reports Math.round(offset / scale): pixel u is the one *at* u, so
+    # aim there (aiming at u + 0.5 was a coin toss between u and u + 1, and off the image for
+    # the last column or row).
+    page.mouse.click(x0 + u * scale, y0 + v * scale)
 
 
 def anchor_rows(page) -> list[tuple[int, int, float]]:
@@ -113,6 +124,19 @@ def anchor_rows(page) -> list[tuple[int, int, float]]:
     assert len(numbers) % 3 == 0, f"the anchors table reads {text!r}"
     return [(int(numbers[i]), int(numbers[i + 1]), numbers[i + 2])
             for i in range(0, len(numbers), 3)]
+
+
+def clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1) -> None:
+    """Clear the points and click the first anchor again (it lies where the teacher is flat:
+    a landing a pixel away does not change its value)."""
+    page.click("#review-clear")
+    page.wait_for_function("() => !/\\d/.test(document.querySelector("
+                           "'#review-anchors').innerText)")
+    page.locator("#review-anchor-depth input").fill(f"{d1:.3f}")
+    click_image_pixel(page, "#review-photo", u1, v1)
+    wait_text(page, "#review-anchors", f"{d1:.3f}")
+    (u, v, _), = anchor_rows(page)
+    assert teacher[v, u] == t1
 
 
 def paint_stroke(page) -> None:
@@ -183,13 +207,13 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     page.wait_for_selector(".toast-body:has-text('add a second anchor')")
     assert number(page, "#review-version") == version + 2  # nothing saved
     # A second anchor, at a depth consistent with the teacher's shape (the teacher has random
-    # weights: a depth from the ground truth could ask it for an impossible fit), computed
-    # from the teacher where the first click really landed (the table says; a click may land a
-    # pixel or two off, and next to a 5 % step that once flipped the anchors' order: "The
-    # anchors contradict the predicted ordering", issue 12). The second pixel is away from the
-    # stroke (upper middle) and 30 rows off the first, its teacher value 5-50 % from the
-    # first's, where the teacher varies least around it compared with that gap (3 x 3), so a
-    # click a pixel off hardly changes the fit.
+    # weights: a depth from the ground truth could ask it for an impossible fit): the pixel
+    # away from the stroke (upper middle) and 30 rows off the first whose teacher value
+    # differs least from the first's by more than 5 %. This random teacher is one constant
+    # except in its last rows and columns, where it changes at every pixel, so the anchor must
+    # land exactly where aimed: a click a pixel off once flipped the anchors' order ("The
+    # anchors contradict the predicted ordering", issue 12). The table says where each click
+    # landed; one that missed is cleared and both anchors are placed again.
     (u1, v1, d1), = anchor_rows(page)
     t1 = float(teacher[v1, u1])
     h, w = shape
@@ -197,22 +221,34 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     away = np.ones(shape, bool)
     away[stroke] = False
     away[max(0, v1 - 29):v1 + 30] = False
-    away[[0, -1], :] = away[:, [0, -1]] = False  # a border pixel has no full neighbourhood
-    finite = np.where(np.isfinite(teacher), teacher, 0).astype(np.float32)
-    kernel = np.ones((3, 3), np.uint8)
-    spread = cv2.dilate(finite, kernel) - cv2.erode(finite, kernel)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):
         gap = np.abs(teacher - t1)
-        ok = (away & np.isfinite(teacher) & (teacher > 0) & (gap > 0.05 * abs(t1))
-              & (gap < 0.5 * abs(t1)))
-        risk = np.where(ok, spread / gap, np.inf)  # < 1: no neighbour crosses the first
-    v2, u2 = np.unravel_index(np.argmin(risk), shape)
-    u2, v2 = int(u2), int(v2)
-    assert risk[v2, u2] < 0.5, f"the test teacher has no pixel safely apart from {t1}"
-    depth2 = d1 * t1 / float(teacher[v2, u2])
-    page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
-    click_image_pixel(page, "#review-photo", u2, v2)
-    wait_text(page, "#review-anchors", f"{depth2:.3f}")
+        ok = away & np.isfinite(teacher) & (teacher > 0) & (gap > 0.05 * abs(t1))
+    assert ok.any(), "the test teacher is flat everywhere: no second depth to anchor"
+    # A mouse click lands on a whole CSS pixel, so at the photo's scale (0.75 here) some image
+    # pixels cannot be hit at all: aim at the best candidates in turn, and when a click lands
+    # on a neighbour that is a candidate too, place the anchor there with its own depth.
+    order = np.argsort(np.where(ok, gap, np.inf), axis=None)[:5]
+    placed = None
+    for v2, u2 in (np.unravel_index(int(i), shape) for i in order if ok.flat[int(i)]):
+        aim, want = (int(u2), int(v2)), (int(u2), int(v2))
+        for _ in range(2):
+            depth2 = d1 * t1 / float(teacher[want[1], want[0]])
+            page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
+            click_image_pixel(page, "#review-photo", *aim)
+            wait_text(page, "#review-anchors", f"{depth2:.3f}")
+            landed = anchor_rows(page)[-1][:2]
+            if landed == want:
+                placed = landed
+                break
+            clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1)
+            if not ok[landed[1], landed[0]]:
+                break  # landed where no anchor can go: try the next candidate
+            want = landed  # aim the same way again (the landing is repeatable)
+        if placed is not None:
+            break
+    assert placed is not None, "no candidate pixel for the second anchor could be clicked"
+    u2, v2 = placed
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")
