@@ -2,7 +2,9 @@
 
 Backends, all measured in the same run:
 - ``sqlite``: ``depthweb.store.make_engine`` (WAL, synchronous=FULL, busy_timeout,
-  foreign_keys, BEGIN IMMEDIATE for writes);
+  foreign_keys, BEGIN IMMEDIATE for writes, the in-process writer queue with group commit);
+- ``sqlite-onecommit``: the same with one COMMIT (one fsync) per save, the writer queue as it
+  was before group commit: the baseline of the saves/s rows;
 - ``sqlite-normal``: the same with ``synchronous=NORMAL`` (what the app used before), to show
   what durability against a power cut costs;
 - ``sqlite-noqueue``: the same without the in-process writer queue (threads then wait in
@@ -56,7 +58,8 @@ from depthweb.store.repo import (
 from depthweb.types import DepthKind, Intrinsics
 
 logger = logging.getLogger("bench_store")
-BACKENDS = ("sqlite", "sqlite-normal", "sqlite-noqueue", "sqlite-default", "postgresql")
+BACKENDS = ("sqlite", "sqlite-onecommit", "sqlite-normal", "sqlite-noqueue", "sqlite-default",
+            "postgresql")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -79,7 +82,8 @@ def bench_engine(backend: str, url: str, reviewers: int) -> Engine:
     pool = {"pool_size": reviewers + 2, "max_overflow": 10}
     if backend == "sqlite-default":
         return create_engine(url, **pool)
-    engine = make_engine(url, writer_queue=backend != "sqlite-noqueue", **pool)
+    engine = make_engine(url, writer_queue=backend != "sqlite-noqueue",
+                         group_commit=backend != "sqlite-onecommit", **pool)
     if backend == "sqlite-normal":  # runs after make_engine's own pragmas
         event.listen(engine, "connect", _synchronous_normal)
     return engine
@@ -331,16 +335,33 @@ def summary_rows(results: list[Result]) -> list[Row]:
                 rows.append(Row(f"review save p{q}: {label}, {who}",
                                 ours.pct(q), ref.pct(q), "ms", baseline_name=base_name,
                                 notes=f"saves back to back; {errs}"))
+        for backend, base, base_name in (
+            ("sqlite", "sqlite-onecommit", "one COMMIT per save (no group commit), same run"),
+            ("postgresql", "sqlite", "SQLite make_engine (group commit), same run"),
+        ):
+            ours, ref = by.get((backend, n)), by.get((base, n))
+            if ours is None or ref is None:
+                continue
+            label = ("SQLite make_engine (synchronous=FULL, group commit)"
+                     if backend == "sqlite" else "PostgreSQL (fsync on)")
+            rows.append(Row(f"review saves/s: {label}, {n} concurrent writer"
+                            f"{'s' if n > 1 else ''} (threads)", rate(ours), rate(ref),
+                            "saves/s", better="higher", baseline_name=base_name,
+                            notes=f"errors {len(ours.errors)} vs {len(ref.errors)}"))
     return rows
+
+
+def rate(r: Result) -> float:
+    return len(r.latencies_ms) / r.wall_s if r.wall_s else float("nan")
 
 
 def run(quick: bool = False) -> Section:
     """Summary rows and detail for ``python -m bench`` (quick: threads, think 0, 60 saves)."""
     if quick:
-        cfg = Config(saves=60, think_ms=(0.0,), backends=("sqlite", "sqlite-normal",
-                                                          "sqlite-default", "postgresql"))
-        command = ("python -m bench.bench_store --saves 60 --think-ms 0 "
-                   "--backends sqlite sqlite-normal sqlite-default postgresql")
+        cfg = Config(saves=60, think_ms=(0.0,), backends=(
+            "sqlite", "sqlite-onecommit", "sqlite-normal", "sqlite-default", "postgresql"))
+        command = ("python -m bench.bench_store --saves 60 --think-ms 0 --backends sqlite "
+                   "sqlite-onecommit sqlite-normal sqlite-default postgresql")
     else:
         cfg = Config(processes=True)
         command = "python -m bench.bench_store --processes"

@@ -53,6 +53,7 @@ BENCHMARKS = {  # key -> module; the order of the table and the docs
     "mesh": "bench.bench_mesh",
     "stereo": "bench.bench_stereo",
     "store": "bench.bench_store",
+    "review": "bench.bench_review",
     "app_start": "bench.bench_app_start",
     "first_picture": "bench.bench_first_picture",
     "load": "bench.bench_load",

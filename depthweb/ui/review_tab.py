@@ -68,15 +68,16 @@ class ReviewHandlers:
         if page is None:
             return [None, None, empty, None, None, None, None, [], "", who,
                     Shown(0, (1, 1), np.zeros((1, 1, 3), np.uint8), dataset=dataset)]
-        shown = Shown(page.task_id, page.label_shape, page.photo, pending, dataset)
+        shown = Shown(page.task_id, page.label_shape, page.photo, pending, dataset,
+                      photo_file=page.photo_file)
         history = [[h.version, h.when, h.author, h.action, h.details] for h in page.history]
         return [page.task_id, page.version, info_markdown(page, role == "admin"),
-                page.photo, page.teacher_picture, page.label_picture, None, history,
+                page.photo_file, page.teacher_file, page.label_file, None, history,
                 notes_markdown(page.notes), who, shown]
 
     @staticmethod
     def fresh_edits(page: svc.TaskPage | None) -> list:
-        editor = None if page is None else {"background": page.photo, "layers": [],
+        editor = None if page is None else {"background": page.photo_file, "layers": [],
                                             "composite": None}
         return [editor, [], []]
 

@@ -4,6 +4,7 @@ notes as escaped Markdown, and the photo marked with the typed anchors and ordin
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 
 import gradio as gr
@@ -60,6 +61,7 @@ class Shown:
     dataset: str | None = None
     anchors: tuple[tuple[float, ...], ...] | None = None
     pairs: tuple[tuple[float, ...], ...] | None = None
+    photo_file: str = ""
 
     def with_points(self, anchors, pairs) -> Shown:
         return replace(self, anchors=tuple(tuple(r) for r in anchors),
@@ -91,8 +93,9 @@ def notes_markdown(notes: list[tuple[str, str]]) -> str:
     return "**Notes**\n\n" + "\n".join(lines)
 
 
-def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | None:
-    """The display photo with anchors (cyan, numbered) and the pending or last pair (A/B)."""
+def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | str | None:
+    """The display photo with anchors (cyan, numbered) and the pending or last pair (A/B);
+    with no marks, the photo's encoded file as the page got it (nothing encoded again)."""
     if shown is None or not shown.task_id:
         return None
     dshape = shown.photo.shape[:2]
@@ -109,6 +112,8 @@ def marked_photo(shown: Shown | None, anchors, pairs) -> np.ndarray | None:
                    disp(pair_rows[-1][2], pair_rows[-1][3])]
     else:
         measure = []
+    if not measure and not anchor_pts and shown.photo_file and os.path.isfile(shown.photo_file):
+        return shown.photo_file
     return visuals.mark_points(shown.photo, measure, anchor_pts)
 
 

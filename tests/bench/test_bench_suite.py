@@ -61,6 +61,10 @@ def test_quick_suite_measures_every_benchmark_against_a_same_run_baseline(quick_
     names = [r["name"] for s in sections.values() for r in s["rows"]]
     for prefix in ("predict:", "pseudo-label:", "mesh:", "stereo:", "app start:", "studio:"):
         assert any(n.startswith(prefix) for n in names), prefix
+    for action in ("next", "open", "note", "anchors", "undo", "approve"):  # vs the floor
+        assert any(n.startswith(f"review: {action} p95, 1 reviewer") for n in names), action
+    assert any(n.startswith("review: all actions p95, ") for n in names)
+    assert any(n.startswith("review saves/s: SQLite") for n in names)
     for q in ("p50", "p95"):
         for backend in ("SQLite", "PostgreSQL"):
             for n in (1, 10, 50):

@@ -6,8 +6,8 @@ keeps it), writes a note, approves, and the export holds the corrected label. Sc
 from __future__ import annotations
 
 import json
+import re
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,10 +24,20 @@ from tests.review_ui.server import PASSWORD
 pytestmark = pytest.mark.e2e
 
 XSS_NOTE = 'sky is glass <img src="x" onerror="window.__xss=1"> **bold?**'
+TOAST_RECORDER = """
+window.__dwToasts = [];
+new MutationObserver(() => {
+  for (const t of document.querySelectorAll('.toast-body')) {
+    const text = t.innerText.trim();
+    if (text && !t.__dwSeen) { t.__dwSeen = true; window.__dwToasts.push(text); }
+  }
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""  # every toast the page showed (they fade after seconds; a failure message lists them)
 
 
 def log_in(browser, url: str, name: str, artifacts=None):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(TOAST_RECORDER)
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
@@ -54,13 +64,13 @@ def wait_text(page, selector: str, fragment: str, timeout_ms: float = 60_000) ->
             "([s, f]) => document.querySelector(s).innerText.includes(f)",
             arg=[selector, fragment], timeout=timeout_ms)
     except PlaywrightTimeout:
-        toasts = page.locator(".toast-body").all_inner_texts()
+        toasts = page.evaluate("() => window.__dwToasts || []")
         shot = ARTIFACTS / "wait_failed.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
         raise AssertionError(
             f"{selector} never said {fragment!r}; it says {text_of(page, selector)!r}; status "
-            f"{text_of(page, '#review-status')!r}; toasts {toasts}; see {shot}") from None
+            f"{text_of(page, '#review-status')!r}; toasts so far {toasts}; see {shot}") from None
     return text_of(page, selector)
 
 
@@ -79,11 +89,20 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
         "(s) => { const i = document.querySelector(s + ' img');"
         " return i && i.complete && i.naturalWidth > 0; }", arg=selector)
     page.locator(f"{selector} img").scroll_into_view_if_needed()
-    box = page.evaluate(
-        """(sel) => { const img = document.querySelector(sel + ' img');
+    measure = """(sel) => { const img = document.querySelector(sel + ' img');
             const r = img.getBoundingClientRect();
             return {x: r.x, y: r.y, w: r.width, h: r.height, fit: getComputedStyle(img).objectFit,
-                    nw: img.naturalWidth, nh: img.naturalHeight}; }""", selector)
+                    nw: img.naturalWidth, nh: img.naturalHeight}; }"""
+    # The page may still be scrolling (smoothly) or settling its layout: measure until two
+    # measures 100 ms apart agree, or a click lands pixels away from the one aimed at (seen
+    # on a loaded machine: 3-4 pixels, issue 12).
+    box = page.evaluate(measure, selector)
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        again = page.evaluate(measure, selector)
+        if again == box:
+            break
+        box = again
     scale = min(box["w"] / box["nw"], box["h"] / box["nh"])  # object-fit: contain
     if box["fit"] == "scale-down":  # a small image is drawn at its own size, centred
         scale = min(scale, 1.0)
@@ -91,7 +110,38 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
         scale = 1.0
     x0 = box["x"] + (box["w"] - box["nw"] * scale) / 2
     y0 = box["y"] + (box["h"] - box["nh"] * scale) / 2
-    page.mouse.click(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)
+    # Gradio's select event reports Math.round(offset / scale): pixel u is the one *at* u, so
+    # aim there (aiming at u + 0.5 was a coin toss between u and u + 1, and off the image for
+    # the last column or row).
+    page.mouse.click(x0 + u * scale, y0 + v * scale)
+
+
+def shown_depth(depth: float) -> str:
+    """A depth typed with 3 decimals as the table shows it (3.580 shows as 3.58)."""
+    return f"{round(depth, 3):g}"
+
+
+def anchor_rows(page) -> list[tuple[int, int, float]]:
+    """The rows of the anchors table, (column, row, depth), read from its text (the headers
+    hold no digits)."""
+    text = text_of(page, "#review-anchors")
+    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
+    assert len(numbers) % 3 == 0, f"the anchors table reads {text!r}"
+    return [(int(numbers[i]), int(numbers[i + 1]), numbers[i + 2])
+            for i in range(0, len(numbers), 3)]
+
+
+def clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1) -> None:
+    """Clear the points and click the first anchor again (it lies where the teacher is flat:
+    a landing a pixel away does not change its value)."""
+    page.click("#review-clear")
+    page.wait_for_function("() => !/\\d/.test(document.querySelector("
+                           "'#review-anchors').innerText)")
+    page.locator("#review-anchor-depth input").fill(f"{d1:.3f}")
+    click_image_pixel(page, "#review-photo", u1, v1)
+    wait_text(page, "#review-anchors", shown_depth(d1))
+    (u, v, _), = anchor_rows(page)
+    assert teacher[v, u] == t1
 
 
 def paint_stroke(page) -> None:
@@ -114,9 +164,13 @@ def nyu_truth(shared_data, image_name: str) -> np.ndarray:
     return raw.astype(np.float64) / 1000.0
 
 
-@pytest.mark.xfail(reason="known flaky under two loaded xdist workers (issue 12): the second "
-                   "anchor save is sometimes refused ('Error' status); passes alone, "
-                   "not yet diagnosed", strict=False)
+@pytest.mark.xfail(reason="flaky under load (issue 12), diagnosed: the second anchor must land on "
+                   "an exact pixel of the random test teacher, which is constant except in its "
+                   "last rows/columns where it changes at every pixel; a mouse click lands on "
+                   "whole CSS pixels and Gradio rounds offset/scale, so at scale 0.75 some "
+                   "pixels cannot be hit and a pixel off flips the anchors' order ('The anchors "
+                   "contradict the predicted ordering', seen in the server log); the retry on "
+                   "other candidates still failed once at load 16-30", strict=False)
 def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label(
     review_server, browser, artifacts, ctx, login, shared_data, tmp_path
 ):
@@ -151,13 +205,13 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
                 if truth[v, u] > 0)  # lower right: away from the stroke
     page.locator("#review-anchor-depth input").fill(f"{truth[v, u]:.3f}")
     click_image_pixel(page, "#review-photo", u, v)
-    wait_text(page, "#review-anchors", f"{truth[v, u]:.3f}")  # a click may land a pixel off
+    wait_text(page, "#review-anchors", shown_depth(truth[v, u]))  # a click may land a pixel off
     login("boss").predict(task_id, version + 1, "boss was here", api_name="/review_note")
     page.click("#review-save-anchors")
     assert wait_status(page, "Not saved").startswith(f"Not saved: task {task_id} changed")
     page.wait_for_selector(".toast-body:has-text('changed by someone else')")
     assert number(page, "#review-version") == version + 2  # reloaded
-    assert f"{truth[v, u]:.3f}" in text_of(page, "#review-anchors")  # the anchor is still there
+    assert shown_depth(truth[v, u]) in text_of(page, "#review-anchors")  # the anchor is still there
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts / "review_stale.png"))
     # One anchor cannot fix a disparity label's scale and shift: refused with a sentence.
@@ -165,27 +219,48 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     page.wait_for_selector(".toast-body:has-text('add a second anchor')")
     assert number(page, "#review-version") == version + 2  # nothing saved
     # A second anchor, at a depth consistent with the teacher's shape (the teacher has random
-    # weights: a depth from the ground truth could ask it for an impossible fit).
-    # Away from the stroke (upper middle) and 30 rows off the first: the pixel whose teacher
-    # value differs least from the first anchor's by more than 5 % (a random teacher is flat
-    # over most of the image).
+    # weights: a depth from the ground truth could ask it for an impossible fit): the pixel
+    # away from the stroke (upper middle) and 30 rows off the first whose teacher value
+    # differs least from the first's by more than 5 %. This random teacher is one constant
+    # except in its last rows and columns, where it changes at every pixel, so the anchor must
+    # land exactly where aimed: a click a pixel off once flipped the anchors' order ("The
+    # anchors contradict the predicted ordering", issue 12). The table says where each click
+    # landed; one that missed is cleared and both anchors are placed again.
+    (u1, v1, d1), = anchor_rows(page)
+    t1 = float(teacher[v1, u1])
     h, w = shape
     stroke = (slice(h // 10, h // 2), slice(w // 4, 4 * w // 5))
     away = np.ones(shape, bool)
     away[stroke] = False
-    away[max(0, v - 29):v + 30] = False
+    away[max(0, v1 - 29):v1 + 30] = False
     with np.errstate(invalid="ignore"):
-        diff = np.abs(teacher - teacher[v, u])
-        ok = away & np.isfinite(teacher) & (teacher > 0) & (diff > 0.05 * abs(teacher[v, u]))
-    # a click may land one pixel off the one aimed at: its whole 3 x 3 neighbourhood must do
-    ok = cv2.erode(ok.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        gap = np.abs(teacher - t1)
+        ok = away & np.isfinite(teacher) & (teacher > 0) & (gap > 0.05 * abs(t1))
     assert ok.any(), "the test teacher is flat everywhere: no second depth to anchor"
-    v2, u2 = np.unravel_index(np.argmin(np.where(ok, diff, np.inf)), shape)
-    u2, v2 = int(u2), int(v2)
-    depth2 = truth[v, u] * teacher[v, u] / teacher[v2, u2]
-    page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
-    click_image_pixel(page, "#review-photo", u2, v2)
-    wait_text(page, "#review-anchors", f"{depth2:.3f}")
+    # A mouse click lands on a whole CSS pixel, so at the photo's scale (0.75 here) some image
+    # pixels cannot be hit at all: aim at the best candidates in turn, and when a click lands
+    # on a neighbour that is a candidate too, place the anchor there with its own depth.
+    order = np.argsort(np.where(ok, gap, np.inf), axis=None)[:5]
+    placed = None
+    for v2, u2 in (np.unravel_index(int(i), shape) for i in order if ok.flat[int(i)]):
+        aim, want = (int(u2), int(v2)), (int(u2), int(v2))
+        for _ in range(2):
+            depth2 = d1 * t1 / float(teacher[want[1], want[0]])
+            page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
+            click_image_pixel(page, "#review-photo", *aim)
+            wait_text(page, "#review-anchors", shown_depth(depth2))
+            landed = anchor_rows(page)[-1][:2]
+            if landed == want:
+                placed = landed
+                break
+            clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1)
+            if not ok[landed[1], landed[0]]:
+                break  # landed where no anchor can go: try the next candidate
+            want = landed  # aim the same way again (the landing is repeatable)
+        if placed is not None:
+            break
+    assert placed is not None, "no candidate pixel for the second anchor could be clicked"
+    u2, v2 = placed
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")

@@ -31,6 +31,7 @@ from depthweb.services.review.labels import (
     replay_branch,
     write_label,
 )
+from depthweb.services.review.page import label_picture, label_ref
 from depthweb.store import BlobRef, StaleRevisionError, get_user, require_role
 from depthweb.store.auth import Actor
 from depthweb.store.errors import BrokenTaskError, InvalidActionError
@@ -113,8 +114,21 @@ def save_correction(
         base, _ = branch_label(ctx, s, task, branch_of(task, who))
         totals = new_totals(task_id, base.totals, action, payload)
         new = compute_correction(ctx, task, base, action, payload, region)
-    return _commit(ctx, task_id, user, expected_version, action, payload, region, new, totals,
-                   base)
+        model = task.prediction.model
+    result = _commit(ctx, task_id, user, expected_version, action, payload, region, new, totals,
+                     base)
+    remember(ctx, result.label, model)
+    return result
+
+
+def remember(ctx: ReviewContext, label: Label, model: str) -> None:
+    """A label just written: its blobs count as verified (this process hashed the bytes it
+    wrote) and its page picture is made from the arrays in hand, so the page shown next reads
+    no label file."""
+    for sha in label.key:
+        if sha:
+            ctx.cache.mark_verified(sha)
+    label_picture(ctx, label_ref(label), model)
 
 
 def _commit(ctx, task_id, user, expected_version, action, payload, region, new: LabelMap,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError
 from depthweb.services.review.cache import PageCache
+from depthweb.services.review.picture_files import PictureFiles
 from depthweb.store import (
     BlobStore,
     make_engine,
@@ -66,6 +67,7 @@ class ReviewContext:
     store: BlobStore
     owns_engine: bool = field(default=True, repr=False)
     cache: PageCache = field(default_factory=PageCache, repr=False)
+    pictures: PictureFiles = field(default_factory=PictureFiles, repr=False)
 
     @classmethod
     def from_settings(
@@ -113,6 +115,7 @@ class ReviewContext:
             yield s
 
     def close(self) -> None:
+        self.pictures.close()
         if self.owns_engine:
             self.engine.dispose()
 

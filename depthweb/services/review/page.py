@@ -10,7 +10,8 @@ so a page shown again costs no decoding. The 3D view is built only on request
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,11 +20,23 @@ from sqlalchemy.orm import Session
 
 from depthweb.services import visuals
 from depthweb.services.review.context import ReviewContext
-from depthweb.services.review.labels import LIMITS, Label, branch_label, image_rgb, teacher_map
+from depthweb.services.review.labels import (
+    LIMITS,
+    Label,
+    _label,
+    _stored_map,
+    image_rgb,
+    is_stored,
+    label_source,
+    prediction_intrinsics,
+    read_array,
+    replay_branch,
+    teacher_map,
+)
 from depthweb.store.models import Revision, Role, Task, TaskStatus, User
-from depthweb.store.repo import is_branchy, recent_history
+from depthweb.store.repo import is_branchy, label_head, recent_history
 from depthweb.store.repo.branches import branch_of
-from depthweb.types import DepthResult
+from depthweb.types import DepthKind, DepthResult, Intrinsics
 
 DISPLAY_MAX_SIDE = 1024
 PREVIEW_MAX_SIDE = 640  # depth pictures (shown 360 px high)
@@ -69,6 +82,9 @@ class TaskPage:
     notes: list[tuple[str, str]]
     can_undo: bool = False
     limits: dict[str, int] | None = None
+    photo_file: str = ""
+    teacher_file: str = ""
+    label_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,7 @@ class PageData:
     """What :func:`page_data` read (rows detached from their session)."""
 
     task: dict[str, Any]
-    label: Label
+    label: LabelRef
     image: Any
     prediction: Any
     history: list[HistoryRow]
@@ -134,11 +150,69 @@ def viewer_status(session: Session, task: Task, viewer: User) -> str:
     return TaskStatus.IN_REVIEW.value
 
 
+@dataclass(frozen=True)
+class LabelRef:
+    """A branch's label before its arrays are read: what a page shows of it (``key``,
+    ``shape``, ``kind``, ``source``, ``totals``) and :meth:`load` for the arrays (read only when
+    a picture is not cached yet, or for the 3D view)."""
+
+    key: tuple[str | None, str | None]
+    shape: tuple[int, int]
+    kind: DepthKind
+    source: str
+    intrinsics: Intrinsics
+    totals: dict[str, int]
+    loader: Callable[[], Label] = field(repr=False, compare=False)
+
+    @property
+    def n_corrections(self) -> int:
+        return int(self.totals.get("corrections", 0))
+
+    def load(self) -> Label:
+        return self.loader()
+
+
+def label_ref(label: Label) -> LabelRef:
+    """A label in hand as a :class:`LabelRef`."""
+    return LabelRef(label.key, label.map.shape, label.kind, label.source, label.intrinsics,
+                    label.totals, lambda: label)
+
+
+def branch_label_ref(ctx: ReviewContext, session: Session, task: Task,
+                     branch_id: int | None) -> tuple[LabelRef, Revision | None]:
+    """:func:`branch_label` without reading the label's arrays (a branch stored before labels
+    were kept is replayed now, while the session is open)."""
+    head = label_head(session, task.id, branch_id)
+    pred = task.prediction
+    if head is not None and not is_stored(head):
+        return label_ref(replay_branch(ctx, session, task, branch_id)), head
+    totals = dict((head.payload or {}).get("totals") or {}) if head is not None else {}
+    blob = head.label_blob if head is not None else None
+    if blob is None:
+        kind = DepthKind(pred.kind)
+        shape = pred.depth_blob.shape
+
+        def load() -> Label:
+            return _label(ctx, task, teacher_map(ctx, pred), head)
+    else:
+        kind = DepthKind((head.payload or {}).get("label_kind",
+                                                  DepthKind.RELATIVE_DISPARITY.value))
+        shape = blob.shape
+        _ = head.flags_blob.sha256  # loaded now: the session closes before load()
+
+        def load() -> Label:
+            return _label(ctx, task, _stored_map(ctx, head), head)
+    key = (head.label_blob_sha256, head.flags_blob_sha256) if head is not None else (None, None)
+    return LabelRef(key, (int(shape[0]), int(shape[1])), kind,
+                    label_source(pred, int(totals.get("corrections", 0))),
+                    prediction_intrinsics(pred), totals, load), head
+
+
 def page_data(ctx: ReviewContext, session: Session, task: Task, viewer: User) -> PageData:
     """Everything the page shows, read in ``session`` (raises BrokenTaskError on a missing or
     corrupt file)."""
     branch = branch_of(task, viewer) if viewer.role != Role.VIEWER else None
-    label, head = branch_label(ctx, session, task, branch)
+    label, head = branch_label_ref(ctx, session, task, branch)
     seen, _total = recent_history(session, task, viewer, HISTORY_ROWS)
     history, notes = _history(seen)
     can_undo = (head is not None and head.author_id == viewer.id
@@ -202,43 +276,55 @@ def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> np.ndarray
     return ctx.cache.get_or_make(("photo", image.sha256, shape), make)
 
 
-def _label_picture(ctx: ReviewContext, label: Label, model: str) -> np.ndarray:
+def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
+    """The label's display picture (far and ignored pixels tinted), cached per label."""
+
     def make() -> np.ndarray:
+        label = ref.load()
         depth = _small(label.depth, label.map.shape, PREVIEW_MAX_SIDE)
         pic = visuals.depth_preview(_result(depth, label, model))
         return tint(tint(pic, label.far_mask, FAR_TINT), label.ignore_mask, IGNORE_TINT)
 
-    return ctx.cache.get_or_make(("label", label.key), make)
+    return ctx.cache.get_or_make(("label", ref.key), make)
 
 
-def _teacher_picture(ctx: ReviewContext, pred: Any, label: Label) -> np.ndarray:
+def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> np.ndarray:
     def make() -> np.ndarray:
-        raw = teacher_map(ctx, pred)
-        depth = _small(raw.depth, raw.shape, PREVIEW_MAX_SIDE)
-        return visuals.depth_preview(DepthResult(depth, raw.kind, label.intrinsics,
+        raw = read_array(ctx, pred.depth_blob, "teacher prediction")  # no label copy
+        depth = _small(raw, raw.shape, PREVIEW_MAX_SIDE).astype(np.float32, copy=False)
+        return visuals.depth_preview(DepthResult(depth, DepthKind(pred.kind), label.intrinsics,
                                                  model=pred.model))
 
     return ctx.cache.get_or_make(("teacher", pred.id), make)
 
 
 def render(ctx: ReviewContext, data: PageData) -> TaskPage:
-    """The page's display-size pictures and fields."""
+    """The page's display-size pictures (arrays, and their encoded files) and fields."""
     label, pred, image = data.label, data.prediction, data.image
-    shape = label.map.shape
+    shape = label.shape
+    photo = _photo(ctx, image, shape)
+    teacher = _teacher_picture(ctx, pred, label)
+    teacher_file = ctx.pictures.path(("teacher", pred.id), teacher, "jpeg")
+    if label.key == (None, None):
+        label_pic, label_file = teacher, ctx.pictures.path(("teacher", pred.id), teacher,
+                                                           "png")
+    else:
+        label_pic = label_picture(ctx, label, pred.model)
+        label_file = ctx.pictures.path(("label", label.key), label_pic, "png")
     return TaskPage(
         **data.task, uncertainty=pred.uncertainty, image_name=image.original_filename,
         teacher=pred.model, teacher_weights=pred.weights, kind=str(label.kind),
         source=label.source, n_corrections=label.n_corrections, label_shape=shape,
-        photo=_photo(ctx, image, shape), teacher_picture=_teacher_picture(ctx, pred, label),
-        label_picture=(_teacher_picture(ctx, pred, label) if label.key == (None, None)
-                       else _label_picture(ctx, label, pred.model)), history=data.history,
-        notes=data.notes, can_undo=data.can_undo, limits=dict(LIMITS),
+        photo=photo, teacher_picture=teacher, label_picture=label_pic,
+        history=data.history, notes=data.notes, can_undo=data.can_undo, limits=dict(LIMITS),
+        photo_file=ctx.pictures.path(("photo", image.sha256, shape), photo, "jpeg"),
+        teacher_file=teacher_file, label_file=label_file,
     )
 
 
 def label_figure(ctx: ReviewContext, data: PageData) -> Any:
     """The plotly 3D view of the viewer's label (None when nothing is left to show)."""
-    label, pred = data.label, data.prediction
+    label, pred = data.label.load(), data.prediction
     rgb = image_rgb(ctx, data.image)
     h, w = label.map.shape
     if rgb.shape[:2] != (h, w):
