@@ -82,7 +82,7 @@ def test_queued_saves_share_one_commit_and_a_failing_one_rolls_back_alone(make_w
     assert outcome["a"] == outcome["b"] == outcome["d"] == "saved"
     assert isinstance(outcome["c"], ValueError) and "c fails" in str(outcome["c"])
     assert (group.batches - batches0, group.saves - saves0) == (1, 3)  # one COMMIT for three
-    for name, task_id in (("a", tasks[0]), ("b", tasks[1]), ("d", tasks[3])):
+    for name, _task_id in (("a", tasks[0]), ("b", tasks[1]), ("d", tasks[3])):
         assert seen_after[name] == [f'{{"text": "note by {name}"}}']
     with session_scope(engine, readonly=True) as s:
         versions = {t: s.get(Task, t).version for t in tasks}
@@ -130,10 +130,9 @@ def test_checks_inside_a_batch_see_the_saves_before_them(make_world):
 
 
 def test_a_write_session_inside_another_is_refused_with_a_sentence(engine):
-    with pytest.raises(RuntimeError, match="inside another one"):
+    with pytest.raises(RuntimeError, match="inside another one"), session_scope(engine):
         with session_scope(engine):
-            with session_scope(engine):
-                pass
+            pass
     with session_scope(engine) as s:  # the queue is usable afterwards
         assert s.scalar(select(func.count()).select_from(Task)) >= 0
 
