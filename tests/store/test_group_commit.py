@@ -130,9 +130,9 @@ def test_checks_inside_a_batch_see_the_saves_before_them(make_world):
 
 
 def test_a_write_session_inside_another_is_refused_with_a_sentence(engine):
-    with pytest.raises(RuntimeError, match="inside another one"), session_scope(engine):
-        with session_scope(engine):
-            pass
+    outer = session_scope(engine)
+    with pytest.raises(RuntimeError, match="inside another one"), outer, session_scope(engine):
+        pass
     with session_scope(engine) as s:  # the queue is usable afterwards
         assert s.scalar(select(func.count()).select_from(Task)) >= 0
 
