@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,4 +104,6 @@ def test_one_printed_table_and_the_markdown_have_every_row(quick_run):
             assert f"{r['ours'] / r['baseline']:.2f}x" in summary, r["name"]
     for fact in ("CPU", "load average", "torch", "gradio", "SQLite", "PostgreSQL"):
         assert f"  - {fact}" in md, fact
-    assert md.count("\n## ") == len(SUITE) + 2  # summary, runs, one per benchmark
+    numbered = re.findall(r"\n## (\d+)\. ", md)  # one per benchmark, numbered in order
+    assert numbered == [str(i) for i in range(1, len(SUITE) + 1)]
+    assert "\n## Summary\n" in md and "\n## Runs and machines\n" in md

@@ -63,7 +63,10 @@ def test_fifty_clients_get_answers_not_errors(load_run, record_property):
         assert kinds[kind]["p95_ms"] is not None and kinds[kind]["p95_ms"] > 0
     for kind in set(KINDS) - set(SAVES):
         assert kinds[kind]["stale"] == 0, (kind, kinds[kind])  # only saves can be stale
-    assert sum(kinds[k]["stale"] for k in SAVES) > 0, "no save raced another: no contention"
+    # Contention shows as a stale version (two saves raced) or, since claims are enforced, as a
+    # note refused on a task another reviewer holds; which of the two depends on timing.
+    raced = sum(kinds[k]["stale"] for k in SAVES) + kinds["note"]["refused"]
+    assert raced > 0, "no save met another reviewer's: no contention"
     # The queue (60) holds more than the 50 clients can have waiting: nothing was refused.
     assert load["queue_full"] == 0, kinds
 

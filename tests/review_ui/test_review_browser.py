@@ -96,13 +96,16 @@ def click_image_pixel(page, selector: str, u: float, v: float) -> None:
     # The page may still be scrolling (smoothly) or settling its layout: measure until two
     # measures 100 ms apart agree, or a click lands pixels away from the one aimed at (seen
     # on a loaded machine: 3-4 pixels, issue 12).
+    # A new picture may be swapped in meanwhile (an <img> not loaded yet measures 0 x 0): only
+    # a loaded, laid-out image counts.
     box = page.evaluate(measure, selector)
-    for _ in range(50):
+    for _ in range(100):
         page.wait_for_timeout(100)
         again = page.evaluate(measure, selector)
-        if again == box:
+        if again == box and min(box["w"], box["h"], box["nw"], box["nh"]) > 0:
             break
         box = again
+    assert min(box["w"], box["h"], box["nw"], box["nh"]) > 0, f"{selector} shows no image: {box}"
     scale = min(box["w"] / box["nw"], box["h"] / box["nh"])  # object-fit: contain
     if box["fit"] == "scale-down":  # a small image is drawn at its own size, centred
         scale = min(scale, 1.0)
