@@ -18,9 +18,9 @@ from gradio.context import Context
 
 from depthweb.services import accounts
 from depthweb.services.review import admin as svc
+from depthweb.services.review.access import user_role
 from depthweb.services.review.exporter import FILTERS
 from depthweb.services.review.jobs import HEADERS as JOB_HEADERS
-from depthweb.services.review.session import user_role
 from depthweb.services.studio import model_choices
 from depthweb.ui.auth import ReviewApp
 from depthweb.ui.common import GPU_QUEUE, md_escape, md_inline, user_errors

@@ -9,7 +9,7 @@ one active user; otherwise the public Studio runs exactly as before, without log
 
 **How people log in.** Normally Gradio's login page protects the review platform (``auth=`` from
 :func:`review_launch_kwargs`): :func:`make_auth` checks name and password with
-:func:`depthweb.store.authenticate` (argon2 hashes, :class:`~depthweb.store.LoginThrottle`
+:func:`depthweb.services.review.access.password_check` (argon2 hashes, a login throttle
 against guessing; passwords are never logged). On a Hugging Face Space with OAuth enabled
 (``hf_oauth: true``: ``SYSTEM=spaces`` and ``OAUTH_CLIENT_ID`` set) the Studio stays public,
 a "Sign in with Hugging Face" button is shown instead, and a signed-in account acts as the
@@ -33,20 +33,16 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from threading import Lock
 
 import gradio as gr
 from gradio.context import get_blocks_context
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
+from depthweb.services.review import access
+from depthweb.services.review.access import DEFAULT_THROTTLE, Throttle
 from depthweb.services.review.context import ReviewContext
-from depthweb.services.review.session import count_active_users, ensure_oauth_user
-from depthweb.store import LoginThrottle, authenticate
-from depthweb.store.auth import DEFAULT_THROTTLE
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +91,7 @@ class ReviewApp:
         if self.oauth and profile is not None:
             hf_name = getattr(profile, "username", None) or profile.get("preferred_username")
             if hf_name:
-                return ensure_oauth_user(self.ctx, str(hf_name),
+                return access.ensure_oauth_user(self.ctx, str(hf_name),
                                          role=self.settings.oauth_default_role,
                                          admin=str(hf_name) in self.settings.admin_names)
         return None
@@ -110,17 +106,6 @@ def review_mode(settings: Settings) -> str:
     return mode
 
 
-def _sqlite_file_missing(url: str) -> bool:
-    try:
-        u = make_url(url)
-    except (ArgumentError, ValueError):
-        return False  # not a URL at all: opening it reports that in one sentence
-    if u.get_backend_name() != "sqlite":
-        return False
-    db = u.database or ""
-    return not db or db == ":memory:" or not Path(db).expanduser().is_file()
-
-
 _cache: dict[tuple[str, str], ReviewApp | None] = {}
 _cache_lock = Lock()
 
@@ -128,12 +113,12 @@ _cache_lock = Lock()
 def _context(settings: Settings, mode: str) -> ReviewContext | None:
     """The review context, or None (mode ``auto``) when the database cannot be used."""
     try:
-        if mode == "auto" and _sqlite_file_missing(settings.resolved_database_url):
+        if mode == "auto" and access.sqlite_file_missing(settings.resolved_database_url):
             if not oauth_available():
                 return None
             # a Space signs people in with Hugging Face and has no command line: create it
-            return ReviewContext.from_settings(settings, create=True)
-        return ReviewContext.from_settings(settings)
+            return access.open_for_app(settings, create=True)
+        return access.open_for_app(settings)
     except DepthwebError as exc:  # unusable URL, missing driver, unreachable or not migrated
         if mode == "on":
             raise
@@ -146,12 +131,11 @@ def _open(settings: Settings, mode: str) -> ReviewApp | None:
     if ctx is None:
         return None
     try:
-        n_users = count_active_users(ctx)
-    except SQLAlchemyError as exc:
+        n_users = access.count_active_users(ctx)
+    except DepthwebError:
         ctx.close()
         if mode == "on":
-            raise DepthwebError(f"Cannot read the users table ({type(exc).__name__}); run "
-                                "`depthweb db upgrade`.") from exc
+            raise
         return None
     oauth = oauth_available()
     if n_users == 0 and mode == "auto" and not oauth:
@@ -187,20 +171,12 @@ def clear_review_cache() -> None:
 
 
 def make_auth(
-    ctx: ReviewContext, throttle: LoginThrottle = DEFAULT_THROTTLE
+    ctx: ReviewContext, throttle: Throttle = DEFAULT_THROTTLE
 ) -> Callable[[str, str], Awaitable[bool]]:
     """Gradio's ``auth=`` callable: True for an active user with this password. The argon2
     check runs in a worker thread (Gradio awaits coroutine functions), so a login never stalls
     the server; a throttled name is refused without checking."""
-
-    def check(username: str, password: str) -> bool:
-        try:
-            with ctx.session() as s:  # a write session: an outdated hash is upgraded on login
-                return authenticate(session=s, name=username, password=password,
-                                    throttle=throttle) is not None
-        except SQLAlchemyError as exc:
-            log.error("login check failed: database error %s", type(exc).__name__)
-            return False
+    check = access.password_check(ctx, throttle)
 
     async def auth(username: str, password: str) -> bool:
         return await asyncio.to_thread(check, username or "", password or "")

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from depthweb.config import Settings
 from depthweb.errors import DepthwebError
 from depthweb.logsafe import install_redaction, redact
 from depthweb.services import model_queue
+from depthweb.services.review.access import sqlite_file
 from depthweb.services.studio import ModelChoice, model_choices
 from depthweb.services.workspace import Workspace
 
@@ -175,12 +174,9 @@ def private_paths(settings: Settings) -> dict[str, Path]:
     SQLite database file (when it lives elsewhere) and the code."""
     private = {"the data dir (DEPTHWEB_DATA_DIR)": Path(settings.data_dir),
                "the code": Path(__file__).resolve().parents[1]}
-    try:
-        url = make_url(settings.resolved_database_url)
-    except (ArgumentError, ValueError):
-        return private  # reported where the database is opened
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        private["the database file"] = Path(url.database)
+    db_file = sqlite_file(settings.resolved_database_url)  # a bad URL is reported where opened
+    if db_file is not None:
+        private["the database file"] = db_file
     return private
 
 

@@ -22,6 +22,7 @@ import gradio as gr
 import numpy as np
 
 from depthweb.config import Settings
+from depthweb.services.review import access
 from depthweb.services.review import session as svc
 from depthweb.services.review.admin import dataset_names
 from depthweb.ui import admin_tab
@@ -52,7 +53,7 @@ class ReviewHandlers:
         self.ctx = app.ctx
 
     def who(self, name: str | None) -> tuple[str, str | None]:
-        role = svc.user_role(self.ctx, name)
+        role = access.user_role(self.ctx, name)
         if name is None:
             text = "Not logged in" + (": sign in with Hugging Face." if self.app.oauth else ".")
         elif role is None:
@@ -162,7 +163,7 @@ def add_review_tabs(settings: Settings) -> ReviewApp | None:
     def admin_only(request: gr.Request, profile: gr.OAuthProfile | None = None):
         # Cosmetic (shown to admins on load; hidden first: Gradio 6.31 does not hide a tab's
         # button later). Every admin action is checked on the server anyway.
-        return gr.Tab(visible=svc.user_role(app.ctx, app.username(request, profile)) == "admin")
+        return gr.Tab(visible=access.user_role(app.ctx, app.username(request, profile)) == "admin")
 
     gr.on(triggers=None, fn=admin_only, inputs=None, outputs=[admin], api_visibility="private")
     return app

@@ -16,7 +16,7 @@ from depthweb.services import heldout as heldout_svc
 from depthweb.services import train as svc
 from depthweb.services import train_runs as runs
 from depthweb.services.evaluation import comparison_rows
-from depthweb.services.review.session import user_role
+from depthweb.services.review.access import user_role
 from depthweb.ui.auth import ReviewApp
 from depthweb.ui.common import md_inline, user_errors
 

@@ -21,17 +21,16 @@ corrupt is set aside (status ``broken``) and the queue moves on.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
 from depthweb.services.review import actions
+from depthweb.services.review.access import load_user
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.page import (
     DISPLAY_MAX_SIDE,
@@ -41,18 +40,9 @@ from depthweb.services.review.page import (
     page_data,
     render,
 )
-from depthweb.store import (
-    SYSTEM,
-    Role,
-    StaleRevisionError,
-    create_user,
-    get_user,
-    require_role,
-    update_user,
-)
-from depthweb.store.auth import NAME_RE
+from depthweb.store import Role, StaleRevisionError, require_role
 from depthweb.store.errors import BrokenTaskError
-from depthweb.store.models import Action, User
+from depthweb.store.models import Action
 from depthweb.store.repo import (
     add_note,
     approve_task,
@@ -67,7 +57,6 @@ log = logging.getLogger(__name__)
 REASON_TAGS = ("sky", "glass", "mirror", "people", "blur", "wrong scale", "other")
 """Reason tags offered when rejecting a label."""
 REGION_ACTIONS = {"mask": Action.MASK, "plane": Action.PLANE_FILL, "far": Action.FAR_FILL}
-OAUTH_SUFFIX = "@hf"
 MAX_BROKEN_SKIPS = 20
 __all__ = ["DISPLAY_MAX_SIDE", "HistoryRow", "Outcome", "StaleRevisionError", "TaskPage"]
 
@@ -96,60 +85,6 @@ def to_display(u: float, v: float, label_shape: tuple[int, int],
     """A label pixel (column, row) as the display pixel that shows it."""
     (h, w), (dh, dw) = label_shape, display_shape[:2]
     return round((u + 0.5) * dw / w - 0.5), round((v + 0.5) * dh / h - 0.5)
-
-
-# ------------------------------------------------------------------------------ users
-def load_user(session: Session, username: str | None) -> User | None:
-    """The stored user called ``username`` (None for no name or an unknown one)."""
-    if not username:
-        return None
-    return get_user(session, username)
-
-
-def count_active_users(ctx: ReviewContext) -> int:
-    """How many active users the database holds (the review feature turns on with one)."""
-    from sqlalchemy import func, select
-
-    with ctx.session(readonly=True) as s:
-        return int(s.scalar(select(func.count(User.id)).where(User.active)) or 0)
-
-
-def user_role(ctx: ReviewContext, username: str | None) -> str | None:
-    """The role of an active user, or None (unknown, disabled, not logged in)."""
-    with ctx.session(readonly=True) as s:
-        user = load_user(s, username)
-        return user.role if user is not None and user.active else None
-
-
-def oauth_user_name(hf_username: str) -> str:
-    """The local user name of a Hugging Face account (``<name>@hf``)."""
-    name = f"{hf_username.strip()}{OAUTH_SUFFIX}"
-    if not NAME_RE.match(name):
-        raise InputError(f"The Hugging Face name {hf_username!r} cannot be used as a user name.")
-    return name
-
-
-def ensure_oauth_user(ctx: ReviewContext, hf_username: str, role: str | Role = Role.VIEWER,
-                      admin: bool = False) -> str:
-    """The local user of a Hugging Face login, created the first time with ``role`` (or admin
-    when ``admin``: the name is in ``DEPTHWEB_ADMINS``); its password is a random secret
-    nobody knows. A listed admin whose account exists with a lower role is promoted (the
-    setting is the operator's word); nobody is ever demoted here."""
-    name = oauth_user_name(hf_username)
-    wanted = Role.ADMIN if admin else Role(role)
-    try:
-        with ctx.session() as s:
-            user = get_user(s, name)
-            if user is None:
-                create_user(session=s, actor=SYSTEM, name=name,
-                            password=secrets.token_urlsafe(32), role=wanted)
-                log.info("created %s %s for a Hugging Face login", wanted.value, name)
-            elif admin and user.role != Role.ADMIN and user.active:
-                update_user(session=s, actor=SYSTEM, name=name, role=Role.ADMIN)
-                log.info("promoted %s to admin (DEPTHWEB_ADMINS)", name)
-    except IntegrityError:  # created by a concurrent request
-        log.debug("user %s was created concurrently", name)
-    return name
 
 
 # ------------------------------------------------------------------------------ pages
