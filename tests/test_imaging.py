@@ -192,6 +192,30 @@ def test_exif_orientation_6_swaps_dims(tmp_path):
     assert rgb[50:, :, 0].mean() < 50
 
 
+@pytest.mark.parametrize(("fmt", "side", "shape"), [
+    # 1600x800 stored, shown rotated: the largest of 1/2, 1/4, 1/8 that keeps the longer side
+    # at least ``side``
+    ("JPEG", 700, (800, 400, 3)),
+    ("JPEG", 300, (400, 200, 3)),
+    ("JPEG", 90, (200, 100, 3)),
+    ("JPEG", 900, (1600, 800, 3)),  # no reduction keeps 900
+    ("PNG", 150, (1600, 800, 3)),  # only JPEG has a reduced decode
+])
+def test_preview_decodes_a_jpeg_at_reduced_scale_after_orientation(tmp_path, fmt, side, shape):
+    a = np.zeros((800, 1600, 3), np.uint8)
+    a[:, :800] = [255, 0, 0]  # stored: left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored rotated 90 deg clockwise
+    path = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(a).save(path, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    out = load_image(path, preview_side=side)
+    assert out.rgb.shape == shape and out.orientation_applied
+    h = shape[0]
+    assert out.rgb[: h // 2 - 8, :, 0].mean() > 200 and out.rgb[h // 2 + 8:, :, 0].mean() < 50
+    full = load_image(path).rgb  # the same picture, smaller
+    assert full.shape == (1600, 800, 3)
+
+
 def test_no_orientation_not_applied(tmp_path):
     path = tmp_path / "plain.jpg"
     Image.new("RGB", (W, H), "white").save(path)

@@ -274,9 +274,14 @@ def _fit_many(pred: np.ndarray, kind: DepthKind, points: list[tuple[int, int, fl
         return _refused(kind, len(points), determined,
                         "The anchors contradict the predicted ordering (nearer points predicted "
                         "farther); check the anchor depths.")
-    aligned = scale * pred.astype(np.float64) + shift
-    with np.errstate(divide="ignore", invalid="ignore"):
-        metric = np.where(valid & (aligned > 0), 1.0 / aligned if disparity else aligned, np.nan)
+    # float32 in place (a label is 7 megapixels at phone resolution): aligned <= 0 maps to a
+    # negative or infinite depth, which the plausibility range below rejects like NaN
+    metric = np.multiply(pred, np.float32(scale), dtype=np.float32)
+    metric += np.float32(shift)
+    if disparity:
+        with np.errstate(divide="ignore"):
+            np.divide(np.float32(1.0), metric, out=metric)
+    np.copyto(metric, np.float32(np.nan), where=~valid)
     loo = _leave_one_out(values, truths, disparity) if len(points) >= 3 else None
     fit = AnchorFit(None, float(scale), float(shift), space, determined, len(points), loo, 0.0)
     return _judged(fit, metric, valid, list(truths))
@@ -301,12 +306,13 @@ def _leave_one_out(values: np.ndarray, truths: np.ndarray, disparity: bool) -> f
 
 def _judged(fit: AnchorFit, metric: np.ndarray, judged: np.ndarray,
             truths: list[float]) -> AnchorFit:
-    """``fit`` with its depth, or refused when too many judged pixels are implausible."""
+    """``fit`` with its depth, or refused when too many judged pixels are implausible.
+    ``metric`` (fresh, made by the caller) may be overwritten."""
     lo, hi = min(truths) / MAX_DEPTH_RATIO, max(truths) * MAX_DEPTH_RATIO
-    values = metric[judged]
     with np.errstate(invalid="ignore"):
-        bad = ~((values >= lo) & (values <= hi))
-    beyond = float(bad.mean()) if values.size else 0.0
+        inside = (metric >= lo) & (metric <= hi)  # NaN is outside
+    n_judged = int(np.count_nonzero(judged))
+    beyond = (1.0 - np.count_nonzero(inside & judged) / n_judged) if n_judged else 0.0
     if beyond > MAX_BEYOND_FRACTION:
         return AnchorFit(None, fit.scale, fit.shift, fit.space, fit.determined, fit.anchors,
                          fit.loo_residual_m, beyond, (
@@ -314,8 +320,8 @@ def _judged(fit: AnchorFit, metric: np.ndarray, judged: np.ndarray,
                              f"or absurd depths (outside {lo:.3g} to {hi:.3g} m), so it is not "
                              "metric; check the anchor depths or add anchors nearer and "
                              "farther."))
-    with np.errstate(invalid="ignore"):
-        depth = np.where((metric >= lo) & (metric <= hi), metric, np.nan).astype(np.float32)
+    depth = metric.astype(np.float32, copy=False)  # callers hand a fresh array: reused
+    np.copyto(depth, np.float32(np.nan), where=~inside)
     return AnchorFit(depth, fit.scale, fit.shift, fit.space, fit.determined, fit.anchors,
                      fit.loo_residual_m, beyond)
 

@@ -188,7 +188,8 @@ def refit_anchors(
     Rules 2 refuse (InputError) one anchor on a disparity label, and a fit that leaves more
     than 1 % of the usable pixels without a positive, finite depth.
     """
-    usable = label.valid() & ~label.ignore & ~label.far
+    not_judged = label.ignore | label.far
+    usable = label.valid() & ~not_judged
     if (rules_version >= 2 and label.kind is DepthKind.RELATIVE_DISPARITY
             and len(anchors) < 2):
         raise InputError(
@@ -198,15 +199,17 @@ def refit_anchors(
     if rules_version < 2:
         depth = anchors_v1(label.depth, label.kind, list(anchors))
     else:
-        judged = np.isfinite(label.depth) & ~label.far & ~label.ignore  # not judged: far/ignored
+        judged = np.isfinite(label.depth) & ~not_judged  # not judged: far/ignored
         depth = align_to_anchors(label.depth, label.kind, list(anchors),
-                                 valid=judged).depth.astype(np.float32)
-    if rules_version >= 2 and usable.any():
+                                 valid=judged).depth.astype(np.float32, copy=False)
+    n_usable = int(np.count_nonzero(usable)) if rules_version >= 2 else 0
+    if n_usable:
         with np.errstate(invalid="ignore"):
-            lost = usable & ~(np.isfinite(depth) & (depth > 0))
-        if lost.sum() > 0.01 * usable.sum():
+            kept = int(np.count_nonzero(usable & (depth > 0) & (depth < np.inf)))  # NaN: not
+        lost = n_usable - kept
+        if lost > 0.01 * n_usable:
             raise InputError(
-                f"These anchors would put {100.0 * lost.sum() / usable.sum():.0f} % of the "
+                f"These anchors would put {100.0 * lost / n_usable:.0f} % of the "
                 "label behind the camera or at infinity; check their depths or add an anchor."
             )
     out = LabelMap(depth, DepthKind.METRIC_DEPTH, label.ignore.copy(), label.far.copy())

@@ -38,6 +38,25 @@ def test_arrays_round_trip_exactly(tmp_path, shape, dtype):
     np.testing.assert_array_equal(out, arr)
 
 
+@pytest.mark.parametrize("arr", [
+    np.random.default_rng(2).random((40, 30), dtype=np.float32),
+    np.asfortranarray(np.random.default_rng(3).random((5, 7))),  # stored in C order
+    np.arange(6, dtype=">i4").reshape(2, 3),  # big-endian keeps its byte order
+    np.eye(3, dtype=bool)[:, ::2],  # a strided view
+])
+def test_array_files_are_the_bytes_np_save_writes(tmp_path, arr):
+    """put_array hashes and writes the array's memory without copying it; the file (and so
+    the content address of every blob stored before) is still exactly what np.save writes."""
+    import hashlib
+    import io
+
+    ref = BlobStore(tmp_path).put_array(arr)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    data = (tmp_path / ref.path).read_bytes()
+    assert data == buf.getvalue() and ref.sha256 == hashlib.sha256(data).hexdigest()
+
+
 def test_same_content_same_blob_and_no_temp_files(tmp_path):
     store = BlobStore(tmp_path)
     a = np.arange(12, dtype=np.float32).reshape(3, 4)

@@ -282,14 +282,18 @@ def current_label(session: Session, task_id: int, *, store: ReviewContext | Blob
     return branch_label(store, session, get_task(session, task_id), branch_id)[0]
 
 
-def image_rgb(ctx: ReviewContext | BlobStore, image: Image) -> np.ndarray:
-    """The stored image as RGB uint8 (H, W, 3) (checked as :func:`read_blob`)."""
+def image_rgb(ctx: ReviewContext | BlobStore, image: Image,
+              preview_side: int | None = None) -> np.ndarray:
+    """The stored image as RGB uint8 (H, W, 3) (checked as :func:`read_blob`); with
+    ``preview_side``, for display: possibly decoded at reduced scale, its longer side still at
+    least ``preview_side`` (:func:`depthweb.imaging.load_image`)."""
     from depthweb.imaging import load_image
 
     data = read_blob(ctx, image.blob, "photo")
     # Stored images were checked when imported; the aspect limit may be newer than the image.
     return load_image(data, name=image.original_filename or "image",
-                      max_pixels=max(image.width * image.height, 1), max_aspect=None).rgb
+                      max_pixels=max(image.width * image.height, 1), max_aspect=None,
+                      preview_side=preview_side).rgb
 
 
 # ------------------------------------------------------------------------------ saving

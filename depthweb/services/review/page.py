@@ -266,7 +266,7 @@ def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> np.ndarray
     def make() -> np.ndarray:
         import cv2
 
-        rgb = image_rgb(ctx, image)
+        rgb = image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE)
         small = visuals.downscale(rgb, DISPLAY_MAX_SIDE)
         target = _small(np.zeros(shape, np.uint8), shape).shape
         if small.shape[:2] != target:  # display the photo on the label's grid
@@ -325,8 +325,8 @@ def render(ctx: ReviewContext, data: PageData) -> TaskPage:
 def label_figure(ctx: ReviewContext, data: PageData) -> Any:
     """The plotly 3D view of the viewer's label (None when nothing is left to show)."""
     label, pred = data.label.load(), data.prediction
-    rgb = image_rgb(ctx, data.image)
     h, w = label.map.shape
+    rgb = image_rgb(ctx, data.image, preview_side=max(h, w))
     if rgb.shape[:2] != (h, w):
         import cv2
 
