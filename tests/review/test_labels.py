@@ -171,3 +171,31 @@ def test_saves_over_the_limits_are_refused_with_one_sentence(ctx, users):
         save_correction(ctx, task_id=task_id, user=users["rev"], expected_version=0,
                         action="ordinal", payload={"pairs": too_many})
     assert n_revisions(ctx) == 0
+
+
+@pytest.mark.parametrize("arr", [
+    np.linspace(0.5, 2.0, 48 * 64, dtype=np.float32).reshape(48, 64),
+    np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    np.arange(5, dtype=">i2"),
+])
+def test_read_array_readonly_is_the_same_array_without_a_copy(tmp_path, arr):
+    """Pictures read the 7-megapixel teacher as a view of the file's bytes; a corrupt file is
+    still refused (sha256) and a truncated one cannot pass as an array."""
+    from types import SimpleNamespace
+
+    from depthweb.services.review.labels import read_array
+    from depthweb.store import BlobStore
+    from depthweb.store.errors import BrokenTaskError
+
+    store = BlobStore(tmp_path)
+    ref = store.put_array(arr)
+    row = SimpleNamespace(sha256=ref.sha256, path=ref.path, nbytes=ref.nbytes, shape=ref.shape,
+                          dtype=ref.dtype)
+    view = read_array(store, row, "teacher prediction", readonly=True)
+    full = read_array(store, row, "teacher prediction")
+    assert np.array_equal(view, arr) and np.array_equal(full, arr) and view.dtype == arr.dtype
+    assert not view.flags.writeable and full.flags.writeable
+    path = tmp_path / ref.path
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(BrokenTaskError, match="fails its checksum"):
+        read_array(store, row, "teacher prediction", readonly=True)

@@ -141,18 +141,38 @@ def read_blob(ctx_or_store: ReviewContext | BlobStore, row: Blob, what: str) -> 
     return data
 
 
-def read_array(ctx_or_store: ReviewContext | BlobStore, row: Blob, what: str) -> np.ndarray:
-    """An array blob (checked as :func:`read_blob`; shape and dtype as recorded)."""
+def read_array(ctx_or_store: ReviewContext | BlobStore, row: Blob, what: str, *,
+               readonly: bool = False) -> np.ndarray:
+    """An array blob (checked as :func:`read_blob`; shape and dtype as recorded). ``readonly``:
+    a read-only view of the file's bytes, without the copy np.load makes (for pictures)."""
     import io
 
     data = read_blob(ctx_or_store, row, what)
     try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        arr = _npy_view(data) if readonly else None
+        if arr is None:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise BrokenTaskError(f"The {what} file ({row.sha256[:12]}) is not an array.") from exc
     if row.shape is not None and tuple(arr.shape) != tuple(int(s) for s in row.shape):
         raise BrokenTaskError(f"The {what} file ({row.sha256[:12]}) has the wrong shape.")
     return arr
+
+
+def _npy_view(data: bytes) -> np.ndarray | None:
+    """The array in ``.npy`` bytes as a read-only view (None: a layout np.load must read)."""
+    import io
+
+    buf = io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    if version != (1, 0):
+        return None
+    shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not stored")
+    count = int(np.prod(shape, dtype=np.int64))
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=buf.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def teacher_map(store: ReviewContext | BlobStore, pred: Prediction) -> LabelMap:

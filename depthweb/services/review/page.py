@@ -290,7 +290,7 @@ def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
 
 def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> np.ndarray:
     def make() -> np.ndarray:
-        raw = read_array(ctx, pred.depth_blob, "teacher prediction")  # no label copy
+        raw = read_array(ctx, pred.depth_blob, "teacher prediction", readonly=True)
         depth = _small(raw, raw.shape, PREVIEW_MAX_SIDE).astype(np.float32, copy=False)
         return visuals.depth_preview(DepthResult(depth, DepthKind(pred.kind), label.intrinsics,
                                                  model=pred.model))
