@@ -103,3 +103,33 @@ def test_the_admin_tab_shows_a_running_job_without_a_click(browser, review_serve
             wait_text(page, "#admin-jobs", "exported 4 items")
     finally:
         page.context.close()
+
+
+@pytest.mark.e2e
+def test_opening_the_admin_tab_shows_the_platform_as_it_is_now(browser, review_server):
+    """Chromium: the Admin tables load when the page opens, and again each time the Admin tab
+    is opened, so an admin who reviewed for a while sees the queue as it is now (a dataset
+    created after the page loaded is offered at once, without Refresh)."""
+    from depthweb.services.review import ReviewContext
+    from depthweb.store import SYSTEM
+    from depthweb.store.repo import create_dataset
+    from tests.review_ui.test_review_browser import log_in
+
+    page = log_in(browser, review_server.url, "boss")
+    name = "made-after-the-page-loaded"
+    try:
+        page.get_by_role("tab", name="Admin").click()
+        page.wait_for_function("() => (document.querySelector('#admin-status')?.innerText || '')"
+                               ".includes('tasks,')")
+        page.locator("#admin-dataset input").click()
+        assert page.get_by_role("option", name=name).count() == 0
+        page.keyboard.press("Escape")
+        with ReviewContext.from_settings(review_server.settings()) as ctx, ctx.session() as s:
+            create_dataset(session=s, user=SYSTEM, name=name)
+        page.get_by_role("tab", name="Review").click()
+        page.get_by_role("tab", name="Admin").click()
+        page.wait_for_timeout(200)
+        page.locator("#admin-dataset input").click()
+        page.get_by_role("option", name=name).wait_for(timeout=30_000)
+    finally:
+        page.context.close()
