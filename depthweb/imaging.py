@@ -134,15 +134,16 @@ def load_image(
     longer side stays at least ``preview_side``; other formats decode at full size.
     """
     limit = get_settings().max_pixels if max_pixels is None else int(max_pixels)
-    limits = (limit, max_aspect, preview_side)
+    limits = (limit, max_aspect)
     if isinstance(source, Image.Image):
         label = display_name(name or Path(getattr(source, "filename", "") or "image").name)
-        return _open_and_decode(source, label, limits)
+        return _open_and_decode(source, label, limits, preview_side=preview_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = display_name(name or "uploaded image")
         _check_content(data[:4096], label, len(data), suffix=Path(label).suffix)
-        return _open_and_decode(io.BytesIO(data), label, limits, head=data[:16])
+        return _open_and_decode(io.BytesIO(data), label, limits, head=data[:16],
+                                preview_side=preview_side)
     path = Path(source)
     label = display_name(name or path.name)
     if not path.exists():
@@ -156,7 +157,7 @@ def load_image(
     except OSError as exc:
         raise InputError(f"{label} cannot be read: {exc.strerror or exc}.") from exc
     _check_content(head, label, size, suffix=path.suffix)
-    return _open_and_decode(path, label, limits, head=head[:16])
+    return _open_and_decode(path, label, limits, head=head[:16], preview_side=preview_side)
 
 
 def _check_content(head: bytes, label: str, size: int, *, suffix: str) -> None:
@@ -181,8 +182,8 @@ def _bomb_message(label: str, exc: Exception, limit: int) -> str:
 
 
 def _open_and_decode(
-    src: Path | io.BytesIO | Image.Image, label: str,
-    limits: tuple[int, float | None, int | None], head: bytes = b"",
+    src: Path | io.BytesIO | Image.Image, label: str, limits: tuple[int, float | None],
+    head: bytes = b"", preview_side: int | None = None,
 ) -> LoadedImage:
     """Open lazily (header only), then :func:`_decode`; Pillow errors become ``InputError``.
 
@@ -193,9 +194,9 @@ def _open_and_decode(
             # is process-wide in Python 3.11; the only filter added is this one ignore.)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if isinstance(src, Image.Image):
-                return _decode(src, label, limits)
+                return _decode(src, label, limits, preview_side)
             with Image.open(src) as im:
-                return _decode(im, label, limits)
+                return _decode(im, label, limits, preview_side)
     except Image.DecompressionBombError as exc:
         raise InputError(_bomb_message(label, exc, limits[0])) from exc
     except UnidentifiedImageError as exc:
@@ -215,13 +216,12 @@ def _open_and_decode(
         ) from exc
 
 
-def _decode(im: Image.Image, label: str, limits: tuple[int, float | None, int | None]
-            ) -> LoadedImage:
+def _decode(im: Image.Image, label: str, limits: tuple[int, float | None],
+            preview_side: int | None = None) -> LoadedImage:
     """Size check (header only), EXIF, first frame, orientation, mode conversion (a JPEG
     decoded at reduced scale for a preview, see :func:`load_image`)."""
     width, height = im.size
-    max_pixels, max_aspect, preview_side = limits
-    check_dimensions(width, height, label, max_pixels, max_aspect)
+    check_dimensions(width, height, label, *limits)
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
     if preview_side and im.format == "JPEG" and max(width, height) > 2 * preview_side:

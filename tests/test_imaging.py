@@ -203,7 +203,8 @@ def test_exif_orientation_6_swaps_dims(tmp_path):
 ])
 def test_preview_decodes_a_jpeg_at_reduced_scale_after_orientation(tmp_path, fmt, side, shape):
     a = np.zeros((800, 1600, 3), np.uint8)
-    a[:, :800] = [255, 0, 0]  # stored: left half red
+    a[:, :800, 0] = 255  # stored: left half red
+    a[:, :, 1] = np.linspace(0, 255, 1600).astype(np.uint8)  # and a ramp, left to right
     exif = Image.Exif()
     exif[0x0112] = 6  # display = stored rotated 90 deg clockwise
     path = tmp_path / f"big.{fmt.lower()}"
@@ -212,8 +213,12 @@ def test_preview_decodes_a_jpeg_at_reduced_scale_after_orientation(tmp_path, fmt
     assert out.rgb.shape == shape and out.orientation_applied
     h = shape[0]
     assert out.rgb[: h // 2 - 8, :, 0].mean() > 200 and out.rgb[h // 2 + 8:, :, 0].mean() < 50
-    full = load_image(path).rgb  # the same picture, smaller
+    full = load_image(path).rgb
     assert full.shape == (1600, 800, 3)
+    # the same picture, smaller: the full decode shrunk to the preview's size matches it
+    f = full.shape[0] // shape[0]
+    shrunk = full.reshape(shape[0], f, shape[1], f, 3).mean(axis=(1, 3))
+    assert np.abs(shrunk - out.rgb).mean() < 3.0
 
 
 def test_no_orientation_not_applied(tmp_path):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from http.cookies import CookieError, SimpleCookie
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -230,10 +229,8 @@ def review_unavailable_reason(settings: Settings) -> str | None:
     It should be up when ``DEPTHWEB_REVIEW=on``, or (``auto``) when a database URL is set or
     the SQLite file exists: users may exist, so the review path must fail closed rather than
     disappear. ``off``, or ``auto`` with nothing configured, means no review platform."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     from depthweb.errors import DepthwebError
+    from depthweb.services.review.access import sqlite_file_missing
     from depthweb.services.review.context import ReviewContext
     from depthweb.ui.auth import review_mode
 
@@ -243,13 +240,9 @@ def review_unavailable_reason(settings: Settings) -> str | None:
         return str(exc)
     if mode == "off":
         return None
-    if mode == "auto" and not settings.database_url:
-        try:
-            db = make_url(settings.resolved_database_url).database or ""
-        except ArgumentError:
-            db = ""
-        if not db or not Path(db).expanduser().exists():
-            return None
+    if mode == "auto" and not settings.database_url and sqlite_file_missing(
+            settings.resolved_database_url):
+        return None
     try:
         ReviewContext.from_settings(settings).close()
     except (DepthwebError, SQLAlchemyError, OSError) as exc:

@@ -173,13 +173,12 @@ def build(app: ReviewApp) -> None:
             # opening the tab shows the queue as it is now, not as it was when the page loaded
             user = who(request, profile)
             if user_role(ctx, user) != "admin":
-                return tuple(gr.skip() for _ in range(len(overview_out) + 2))
-            return (*admin_overview(ds or "", request, profile), svc.jobs_table(ctx, user),
-                    gr.skip())
+                return tuple(gr.skip() for _ in range(len(overview_out) + 1))
+            return (*admin_overview(ds or "", request, profile), svc.jobs_table(ctx, user))
 
         tab.parent.select(shown, None, [jobs_timer], api_visibility="private",
                           show_progress="hidden")
-        tab.select(opened, [dataset], [*overview_out, jobs, jobs_timer],
+        tab.select(opened, [dataset], [*overview_out, jobs],
                    api_visibility="private", show_progress="hidden")
 
     def pick(table, evt: gr.SelectData):

@@ -92,8 +92,8 @@ class ReviewApp:
             hf_name = getattr(profile, "username", None) or profile.get("preferred_username")
             if hf_name:
                 return access.ensure_oauth_user(self.ctx, str(hf_name),
-                                         role=self.settings.oauth_default_role,
-                                         admin=str(hf_name) in self.settings.admin_names)
+                                                role=self.settings.oauth_default_role,
+                                                admin=str(hf_name) in self.settings.admin_names)
         return None
 
 
@@ -117,8 +117,8 @@ def _context(settings: Settings, mode: str) -> ReviewContext | None:
             if not oauth_available():
                 return None
             # a Space signs people in with Hugging Face and has no command line: create it
-            return access.open_for_app(settings, create=True)
-        return access.open_for_app(settings)
+            return ReviewContext.from_settings(settings, create=True)
+        return ReviewContext.from_settings(settings)
     except DepthwebError as exc:  # unusable URL, missing driver, unreachable or not migrated
         if mode == "on":
             raise

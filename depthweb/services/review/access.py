@@ -17,7 +17,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from depthweb.config import Settings
 from depthweb.errors import DepthwebError, InputError
 from depthweb.services.review.context import ReviewContext
 from depthweb.store import SYSTEM, Role, authenticate, create_user, get_user, update_user
@@ -30,34 +29,29 @@ OAUTH_SUFFIX = "@hf"
 __all__ = ["DEFAULT_THROTTLE", "LoginThrottle", "Throttle"]
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of an SQLite database URL (None: not SQLite, in memory, or not a URL)."""
+def _sqlite_database(url: str) -> str | None:
+    """The database part of an SQLite URL ("" or ":memory:" in memory); None: another backend
+    or not a URL at all (opening it reports that in one sentence)."""
     try:
         u = make_url(url)
     except (ArgumentError, ValueError):
-        return None  # not a URL at all: opening it reports that in one sentence
-    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
         return None
-    return Path(u.database).expanduser()
+    return (u.database or "") if u.get_backend_name() == "sqlite" else None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite database URL (None: not SQLite, in memory, or not a URL)."""
+    db = _sqlite_database(url)
+    return Path(db).expanduser() if db not in (None, "", ":memory:") else None
 
 
 def sqlite_file_missing(url: str) -> bool:
     """True for an SQLite URL whose file does not exist yet (or an in-memory one): looking at
     it would create it."""
-    try:
-        u = make_url(url)
-    except (ArgumentError, ValueError):
-        return False
-    if u.get_backend_name() != "sqlite":
+    if _sqlite_database(url) is None:
         return False
     path = sqlite_file(url)
     return path is None or not path.is_file()
-
-
-def open_for_app(settings: Settings, *, create: bool = False) -> ReviewContext:
-    """The review context of ``settings`` (``create``: make and migrate an SQLite file that
-    does not exist). Raises :class:`DepthwebError` with one sentence when it cannot be used."""
-    return ReviewContext.from_settings(settings, create=create)
 
 
 def count_active_users(ctx: ReviewContext) -> int:
