@@ -4,7 +4,10 @@ browser tests.
 :func:`seed` (in the test process) migrates a fresh SQLite file under ``root/data``, adds the
 users ``rev``, ``rev2`` (reviewers), ``view`` (viewer) and ``boss`` (admin), imports real photos
 (three NYU frames into the dataset ``nyu``, two wild photos into ``wild``) and pseudo-labels them
-with a tiny random-weight Depth Anything V2 (``tests/builders.py``). :func:`start_review_app`
+with a tiny random-weight Depth Anything V2 (``tests/builders.py``). That teacher predicts one
+constant away from the photo's last rows and columns, so the ``nyu`` tasks are then re-labelled
+by :func:`relabel_with_ramp` (a smooth ramp stored through the store API), and a browser test
+can anchor two points of clearly different predicted depth. :func:`start_review_app`
 then runs this file as a script (``python server.py PORT``) with ``DEPTHWEB_REVIEW=on`` and the
 same data directory; the child prints ``REVIEW_URL <url>`` once it serves requests. The server
 is the whole one of ``depthweb.server``: ``url`` is the review platform (``.../review/``, behind
@@ -19,9 +22,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 READY = "REVIEW_URL "
 TEACHER = "depth-anything-v2-small"
+RAMP_TEACHER = "smooth-ramp (test data)"
 PASSWORD = "correct horse battery"
 USERS = {"rev": "reviewer", "rev2": "reviewer", "view": "viewer", "boss": "admin"}
 NYU = ("rgb_00000.jpg", "rgb_00050.jpg", "rgb_00100.jpg")
@@ -89,7 +95,46 @@ def seed(root: Path, shared_data: Path, teacher_weights: Path) -> Path:
             labelled = pseudo_label(ctx, dataset, TEACHER, user=SYSTEM,
                                     weights=str(teacher_weights), device="cpu", batch_size=3)
             assert labelled.labelled == len(files), labelled.summary()
+        relabel_with_ramp(ctx, "nyu")
     return data_dir
+
+
+def ramp_disparity(height: int, width: int) -> np.ndarray:
+    """A smooth relative disparity (H, W) float32 from 0.5 (top left) to 3.0 (bottom right):
+    a floor seen from standing height, nearer towards the bottom and a little to the right.
+    Neighbouring pixels differ by at most 2.0 / (H - 1), well under 1 % of its range."""
+    rows = np.linspace(0.0, 2.0, height, dtype=np.float32)[:, None]
+    cols = np.linspace(0.0, 0.5, width, dtype=np.float32)[None, :]
+    return (0.5 + rows + cols).astype(np.float32)
+
+
+def relabel_with_ramp(ctx, dataset: str) -> None:
+    """Give each untouched task of ``dataset`` the teacher :data:`RAMP_TEACHER`: a
+    :func:`ramp_disparity` of the image's size (with the intrinsics of its current prediction),
+    added with ``add_prediction`` and followed by the task through ``ensure_task``, as a newer
+    teacher's labels are (the tiny random teacher's prediction is constant away from the last
+    rows and columns: a click a pixel off there could flip two anchors' order)."""
+    from sqlalchemy import select
+
+    from depthweb.store import SYSTEM
+    from depthweb.store.models import Task
+    from depthweb.store.repo import add_prediction, ensure_task, require_dataset
+    from depthweb.types import Intrinsics
+
+    with ctx.session() as s:
+        dataset_id = require_dataset(s, dataset).id
+        tasks = s.scalars(select(Task).where(Task.dataset_id == dataset_id)).all()
+        for task in tasks:
+            old = task.prediction
+            ref = ctx.store.put_array(ramp_disparity(*old.depth_blob.shape))
+            cam = Intrinsics(old.fx, old.fy, old.cx, old.cy, old.intrinsics_source,
+                             old.intrinsics_note)
+            pred, _ = add_prediction(session=s, user=SYSTEM, image_id=task.image_id,
+                                     model=RAMP_TEACHER, weights=ref.sha256, kind=old.kind,
+                                     intrinsics=cam, depth=ref, store=ctx.store)
+            moved, _ = ensure_task(session=s, user=SYSTEM, image_id=task.image_id,
+                                   prediction_id=pred.id, priority=task.priority)
+            assert moved.prediction_id == pred.id, f"task {task.id} kept its prediction"
 
 
 def client_logins(url: str, downloads: Path):

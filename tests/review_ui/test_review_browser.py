@@ -134,17 +134,17 @@ def anchor_rows(page) -> list[tuple[int, int, float]]:
             for i in range(0, len(numbers), 3)]
 
 
-def clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1) -> None:
-    """Clear the points and click the first anchor again (it lies where the teacher is flat:
-    a landing a pixel away does not change its value)."""
-    page.click("#review-clear")
-    page.wait_for_function("() => !/\\d/.test(document.querySelector("
-                           "'#review-anchors').innerText)")
-    page.locator("#review-anchor-depth input").fill(f"{d1:.3f}")
-    click_image_pixel(page, "#review-photo", u1, v1)
-    wait_text(page, "#review-anchors", shown_depth(d1))
-    (u, v, _), = anchor_rows(page)
-    assert teacher[v, u] == t1
+CLICK_SLACK = 3
+"""How many image pixels away from its aim a click may land (measured: up to 3-4 on a
+loaded machine before the measure-until-stable wait; 1 since)."""
+
+
+def local_spread(values: np.ndarray, radius: int) -> np.ndarray:
+    """For each pixel, max - min of ``values`` over the square of ``radius`` around it (the
+    image's edge is repeated)."""
+    padded = np.pad(values, radius, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
+    return windows.max(axis=(-1, -2)) - windows.min(axis=(-1, -2))
 
 
 def paint_stroke(page) -> None:
@@ -167,13 +167,6 @@ def nyu_truth(shared_data, image_name: str) -> np.ndarray:
     return raw.astype(np.float64) / 1000.0
 
 
-@pytest.mark.xfail(reason="flaky under load (issue 12), diagnosed: the second anchor must land on "
-                   "an exact pixel of the random test teacher, which is constant except in its "
-                   "last rows/columns where it changes at every pixel; a mouse click lands on "
-                   "whole CSS pixels and Gradio rounds offset/scale, so at scale 0.75 some "
-                   "pixels cannot be hit and a pixel off flips the anchors' order ('The anchors "
-                   "contradict the predicted ordering', seen in the server log); the retry on "
-                   "other candidates still failed once at load 16-30", strict=False)
 def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label(
     review_server, browser, artifacts, ctx, login, shared_data, tmp_path
 ):
@@ -221,49 +214,33 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     page.click("#review-save-anchors")  # the refusal is an error toast; the status keeps
     page.wait_for_selector(".toast-body:has-text('add a second anchor')")
     assert number(page, "#review-version") == version + 2  # nothing saved
-    # A second anchor, at a depth consistent with the teacher's shape (the teacher has random
-    # weights: a depth from the ground truth could ask it for an impossible fit): the pixel
-    # away from the stroke (upper middle) and 30 rows off the first whose teacher value
-    # differs least from the first's by more than 5 %. This random teacher is one constant
-    # except in its last rows and columns, where it changes at every pixel, so the anchor must
-    # land exactly where aimed: a click a pixel off once flipped the anchors' order ("The
-    # anchors contradict the predicted ordering", issue 12). The table says where each click
-    # landed; one that missed is cleared and both anchors are placed again.
+    # A second anchor, at a depth consistent with the teacher's shape (its ground truth could
+    # ask a relative teacher for an impossible fit): away from the stroke (upper middle) and
+    # the first anchor, where the teacher differs most from the first's value (by at least a
+    # quarter of it) and, within CLICK_SLACK pixels, by less than 5 % of that difference. The
+    # nyu teacher is a smooth ramp (tests/review_ui/server.py), so a click a pixel or two off
+    # (issue 12: a mouse click lands on whole CSS pixels, at scale 0.75 some image pixels
+    # cannot be hit) cannot flip the anchors' order.
     (u1, v1, d1), = anchor_rows(page)
     t1 = float(teacher[v1, u1])
     h, w = shape
-    stroke = (slice(h // 10, h // 2), slice(w // 4, 4 * w // 5))
-    away = np.ones(shape, bool)
-    away[stroke] = False
-    away[max(0, v1 - 29):v1 + 30] = False
-    with np.errstate(invalid="ignore"):
-        gap = np.abs(teacher - t1)
-        ok = away & np.isfinite(teacher) & (teacher > 0) & (gap > 0.05 * abs(t1))
-    assert ok.any(), "the test teacher is flat everywhere: no second depth to anchor"
-    # A mouse click lands on a whole CSS pixel, so at the photo's scale (0.75 here) some image
-    # pixels cannot be hit at all: aim at the best candidates in turn, and when a click lands
-    # on a neighbour that is a candidate too, place the anchor there with its own depth.
-    order = np.argsort(np.where(ok, gap, np.inf), axis=None)[:5]
-    placed = None
-    for v2, u2 in (np.unravel_index(int(i), shape) for i in order if ok.flat[int(i)]):
-        aim, want = (int(u2), int(v2)), (int(u2), int(v2))
-        for _ in range(2):
-            depth2 = d1 * t1 / float(teacher[want[1], want[0]])
-            page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
-            click_image_pixel(page, "#review-photo", *aim)
-            wait_text(page, "#review-anchors", shown_depth(depth2))
-            landed = anchor_rows(page)[-1][:2]
-            if landed == want:
-                placed = landed
-                break
-            clear_and_replace_first_anchor(page, u1, v1, d1, teacher, t1)
-            if not ok[landed[1], landed[0]]:
-                break  # landed where no anchor can go: try the next candidate
-            want = landed  # aim the same way again (the landing is repeatable)
-        if placed is not None:
-            break
-    assert placed is not None, "no candidate pixel for the second anchor could be clicked"
-    u2, v2 = placed
+    away = np.zeros(shape, bool)
+    away[h // 8:h - h // 8, w // 8:w - w // 8] = True  # clear of the edge (and the label
+    # and buttons drawn over the picture's corners)
+    away[h // 10:h // 2, w // 4:4 * w // 5] = False  # the stroke
+    away[max(0, v1 - 30):v1 + 31, max(0, u1 - 30):u1 + 31] = False
+    gap = np.abs(teacher - t1)
+    spread = local_spread(teacher, CLICK_SLACK)
+    ok = away & (teacher > 0) & (gap >= 0.25 * abs(t1)) & (spread < 0.05 * gap)
+    assert ok.any(), "no pixel where the teacher is both clearly different and locally smooth"
+    v2, u2 = np.unravel_index(int(np.argmax(np.where(ok, gap, -np.inf))), shape)
+    depth2 = d1 * t1 / float(teacher[v2, u2])
+    page.locator("#review-anchor-depth input").fill(f"{depth2:.3f}")
+    click_image_pixel(page, "#review-photo", int(u2), int(v2))
+    wait_text(page, "#review-anchors", shown_depth(depth2))
+    landed = anchor_rows(page)[-1][:2]
+    assert abs(landed[0] - u2) <= CLICK_SLACK and abs(landed[1] - v2) <= CLICK_SLACK, (
+        f"the click aimed at ({u2}, {v2}) landed at {landed}")
     page.click("#review-save-anchors")
     wait_status(page, "Saved: anchors")
     assert "metric_depth" in text_of(page, "#review-info")
@@ -304,10 +281,24 @@ def test_reviewer_paints_anchors_approves_and_the_export_has_the_corrected_label
     label = np.load(report.path / row["label"])
     assert mask.shape == label.shape == shape
     assert 0.001 < mask.mean() < 0.1 and np.argwhere(mask)[:, 0].mean() < shape[0] / 2
+    assert abs(anchors[1][0] - u2) <= CLICK_SLACK and abs(anchors[1][1] - v2) <= CLICK_SLACK
+    assert anchors[1][2] == pytest.approx(depth2, abs=1e-3)
     for anchor in anchors:  # two anchors fix scale and shift: the label passes through both
         au, av = round(anchor[0]), round(anchor[1])
         assert label[av, au] == pytest.approx(anchor[2], rel=1e-3)
-    assert not np.allclose(label, teacher, equal_nan=True)  # the re-fit changed the label
+    # ... and everywhere it is the teacher's disparity scaled and shifted through them:
+    # 1 / depth = a * teacher + b, with a > 0 (nearer where the teacher says nearer).
+    (c1, r1, z1), (c2, r2, z2) = ((round(c), round(r), z) for c, r, z in anchors)
+    a, b = np.linalg.solve([[teacher[r1, c1], 1.0], [teacher[r2, c2], 1.0]], [1 / z1, 1 / z2])
+    assert a > 0
+    assert np.array_equal(np.isnan(label), mask)  # no depth where the reviewer painted
+    kept = ~mask
+    np.testing.assert_allclose(label[kept], 1.0 / (a * teacher[kept].astype(np.float64) + b),
+                               rtol=1e-3)
+    # The second depth was typed for the teacher's shape at the first anchor's scale, so the
+    # label is close to d1 * t1 / teacher (where a click landed a pixel off, a few per cent
+    # off at the far top of the ramp).
+    np.testing.assert_allclose(label[kept], d1 * t1 / teacher[kept], rtol=0.05)
     others = [r for r in rows if r["task_id"] != task_id]
     assert all(r["source"] == "pseudo" and r["mask"] is None for r in others)
 
