@@ -1,6 +1,7 @@
 """Fixtures for the review UI: one seeded review app per test session (subprocess, SQLite file,
-real photos pseudo-labelled by a tiny local teacher), gradio_client logins, and direct access to
-the same database for checks. (Debian Chromium: the ``browser`` fixture of tests/conftest.py.)"""
+real photos pseudo-labelled by a tiny local teacher, the ``nyu`` ones then re-labelled with a
+smooth ramp: see ``server.py``), gradio_client logins, and direct access to the same database
+for checks. (Debian Chromium: the ``browser`` fixture of tests/conftest.py.)"""
 
 from __future__ import annotations
 
