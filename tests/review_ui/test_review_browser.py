@@ -135,8 +135,10 @@ def anchor_rows(page) -> list[tuple[int, int, float]]:
 
 
 CLICK_SLACK = 3
-"""How many image pixels away from its aim a click may land (measured: up to 3-4 on a
-loaded machine before the measure-until-stable wait; 1 since)."""
+"""How many image pixels away from its aim a click may land: the mouse lands on a whole CSS
+pixel (up to 1 / scale = 1.5 image pixels short at scale 0.67) and Gradio rounds offset / scale
+(seen: 1-2 pixels up and left; 3-4 on a loaded machine before click_image_pixel waited for a
+stable layout, issue 12)."""
 
 
 def local_spread(values: np.ndarray, radius: int) -> np.ndarray:
