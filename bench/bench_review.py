@@ -4,13 +4,18 @@ The app is launched as in the tests (``tests/review_ui/server.py``: a subprocess
 review on, nothing else in flight); tasks are seeded directly (each a distinct 3024x2268 JPEG
 with a full-resolution float32 teacher disparity, as pseudo-labelling stores them). Every
 reviewer is its own logged-in ``gradio_client`` (no downloads) naming its own address in
-``X-Forwarded-For`` (the server trusts loopback as a proxy, as ``tests/load`` does).
+``X-Forwarded-For`` (the server trusts loopback as a proxy, as ``tests/load`` does). The tasks'
+review previews (display-size photo and teacher pictures) are made after seeding, as
+``pseudo-label`` makes them for the tasks it creates.
 
 1. **One reviewer**, in the same run as the floor (``/review_ping``, a trivial handler of the
    same app): ``next``, ``open``, ``note``, ``anchors`` (a correction: the 7-megapixel label is
    re-fitted, written and shown), ``undo`` and ``approve`` (which returns the next task's
    page). Timed: the action's round trip (the answer carries the page, pictures as URLs), and
    the same plus fetching the pictures whose URL changed (what a browser with a cache fetches).
+   Baseline in the same run: the same approvals with the previews folder moved aside, so the
+   next page's pictures are made from the stored photo and prediction on the click (the path
+   before previews).
 2. **N reviewers** (default 50) with a think time (uniform 4-6 s, 5 s mean) between actions,
    for ``--seconds``: each claims a task, saves a note, approves (the next page comes back);
    one cycle in five also saves anchors and undoes them. p50 / p95 per action and overall,
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -84,8 +90,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 # ------------------------------------------------------------------------------ seeding
-def seed(root: Path, n_tasks: int, n_users: int) -> Path:
-    """Users r00.. (reviewers) and ``n_tasks`` tasks of distinct 3024x2268 photos."""
+def seed(root: Path, n_tasks: int, n_users: int, previews: bool = True) -> Path:
+    """Users r00.. (reviewers) and ``n_tasks`` tasks of distinct 3024x2268 photos, with their
+    review previews made ahead (as ``pseudo-label`` makes them) unless ``previews`` is False."""
     import cv2
     from argon2 import PasswordHasher
 
@@ -127,6 +134,10 @@ def seed(root: Path, n_tasks: int, n_users: int) -> Path:
                                          .RELATIVE_DISPARITY, depth=disp, store=ctx.store)
                 ensure_task(session=s, user=SYSTEM, image_id=image.id, prediction_id=pred.id,
                             priority=float(n_tasks - i))
+        if previews:  # what pseudo-labelling writes for the tasks it creates
+            from depthweb.services.review.page import warm_previews
+
+            warm_previews(ctx)
     return data_dir
 
 
@@ -242,7 +253,9 @@ def measured(server_pid: int, body) -> Phase:
                  cpu_of(server_pid) - s0)
 
 
-def one_reviewer(client, cfg: Config, t: Timings) -> None:
+def one_reviewer(client, cfg: Config, t: Timings, previews: Path | None = None) -> None:
+    """The solo sequence; with ``previews`` (the server's previews folder) it ends with
+    approvals whose next page has none (today's path before previews: the baseline)."""
     r = Reviewer(client, t)
     for _ in range(3):  # warm up (first page decodes, imports)
         r.ping()
@@ -258,6 +271,17 @@ def one_reviewer(client, cfg: Config, t: Timings) -> None:
         r.approve(fetch=True)
         r.ping(fetch=True)
     r.next(fetch=True)
+    if previews is not None:  # the same approvals when the next task has no previews yet
+        aside = previews.with_name(previews.name + ".aside")
+        previews.rename(aside)  # the server finds none and makes them on the click
+        try:
+            for _ in range(cfg.repeat):
+                r.call(NO_PREVIEWS, r.task, r.version, "", None, api_name="/review_approve",
+                       fetch=True)
+                r.ping(fetch=True)
+        finally:
+            shutil.rmtree(previews, ignore_errors=True)
+            aside.rename(previews)
 
 
 def crowd(clients: list, cfg: Config, t: Timings) -> None:
@@ -307,7 +331,8 @@ def measure(cfg: Config) -> dict:
             clients = connect(server.url, cfg.reviewers)
             login_s = time.perf_counter() - t0
             pid = server.process.pid
-            solo = measured(pid, lambda t: one_reviewer(clients[0], cfg, t))
+            solo = measured(pid, lambda t: one_reviewer(clients[0], cfg, t,
+                                                        data_dir / "previews"))
             crowded = measured(pid, lambda t: crowd(clients, cfg, t))
         finally:
             with ThreadPoolExecutor(16) as pool:
@@ -318,7 +343,8 @@ def measure(cfg: Config) -> dict:
 
 
 # ------------------------------------------------------------------------------ report
-SOLO_ORDER = ("ping", "next", "open", "note", "anchors", "undo", "approve")
+NO_PREVIEWS = "approve, next page without previews"
+SOLO_ORDER = ("ping", "next", "open", "note", "anchors", "undo", "approve", NO_PREVIEWS)
 
 
 def tables(res: dict, cfg: Config) -> list[str]:

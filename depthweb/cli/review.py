@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-mark", action="store_true",
                    help="only report; do not set the affected tasks aside as broken")
     p.set_defaults(func=cmd_db_check)
+    p = db_sub.add_parser("previews", help="make the display-size review pictures of the tasks "
+                          "still to review ahead of time (pseudo-label does it for the tasks it "
+                          "creates; use after a Ray run or an import of depth)")
+    p.add_argument("--dataset", default=None, help="only this dataset's tasks")
+    p.set_defaults(func=cmd_db_previews)
 
     users = sub.add_parser("users", help="manage review accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -183,6 +188,19 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     print(f"checked {report.n_checked} blob(s): {len(report.problems)} problem(s); "
           f"{len(report.broken_tasks)} task(s) affected{marked}")
     return 1 if report.problems else 0
+
+
+@_one_line_errors
+def cmd_db_previews(args: argparse.Namespace) -> int:
+    from depthweb.services.review.page import warm_previews
+
+    with _context() as ctx:
+        bar = _bar("previews")
+        made, failed = warm_previews(ctx, args.dataset, _ticker(bar))
+        bar.close()
+    print(f"made the previews of {made} task(s); {failed} task(s) have a missing or corrupt "
+          f"file (see `depthweb db check`)")
+    return 1 if failed else 0
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -23,6 +23,7 @@ from depthweb.config import Settings, get_settings
 from depthweb.errors import DepthwebError
 from depthweb.services.review.cache import PageCache
 from depthweb.services.review.picture_files import PictureFiles
+from depthweb.services.review.previews import PREVIEW_DIRNAME, PreviewFiles
 from depthweb.store import (
     BlobStore,
     make_engine,
@@ -40,6 +41,12 @@ def blob_root(settings: Settings) -> Path:
     """``<data_dir>/blobs``: the content-addressed arrays and images (unless
     ``DEPTHWEB_BLOB_URL`` puts them elsewhere, see :func:`blob_store`)."""
     return Path(settings.data_dir).expanduser() / BLOB_DIRNAME
+
+
+def preview_root(settings: Settings) -> Path:
+    """``<data_dir>/previews``: display-size review pictures, derived from the blobs (a cache,
+    safe to delete; :mod:`depthweb.services.review.previews`)."""
+    return Path(settings.data_dir).expanduser() / PREVIEW_DIRNAME
 
 
 def blob_store(settings: Settings) -> BlobStore:
@@ -68,6 +75,7 @@ class ReviewContext:
     owns_engine: bool = field(default=True, repr=False)
     cache: PageCache = field(default_factory=PageCache, repr=False)
     pictures: PictureFiles = field(default_factory=PictureFiles, repr=False)
+    previews: PreviewFiles | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -90,7 +98,8 @@ class ReviewContext:
         settings = settings or get_settings()
         owns = engine is None
         engine = engine or make_engine(settings.resolved_database_url)
-        ctx = cls(settings, engine, blob_store(settings), owns)
+        ctx = cls(settings, engine, blob_store(settings), owns,
+                  previews=PreviewFiles(preview_root(settings)))
         if check_schema:
             try:
                 if create:

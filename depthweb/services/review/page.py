@@ -10,6 +10,7 @@ so a page shown again costs no decoding. The 3D view is built only on request
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,16 +31,29 @@ from depthweb.services.review.labels import (
     label_source,
     prediction_intrinsics,
     read_array,
+    read_blob,
     replay_branch,
     teacher_map,
 )
+from depthweb.services.review.previews import (
+    DISPLAY_MAX_SIDE,
+    PREVIEW_MAX_SIDE,
+    Preview,
+    photo_name,
+    photo_picture,
+    teacher_name,
+)
+from depthweb.services.review.previews import small as _small
+from depthweb.services.review.previews import teacher_picture as _teacher_colours
+from depthweb.store.blobs import BlobRef
+from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Revision, Role, Task, TaskStatus, User
 from depthweb.store.repo import is_branchy, label_head, recent_history
 from depthweb.store.repo.branches import branch_of
 from depthweb.types import DepthKind, DepthResult, Intrinsics
 
-DISPLAY_MAX_SIDE = 1024
-PREVIEW_MAX_SIDE = 640  # depth pictures (shown 360 px high)
+log = logging.getLogger(__name__)
+
 HISTORY_ROWS = 100  # the newest history rows a page shows
 IGNORE_TINT = (255, 0, 255)
 FAR_TINT = (40, 90, 255)
@@ -235,19 +249,6 @@ def _result(depth: np.ndarray, label: Label, model: str) -> DepthResult:
     return DepthResult(depth, label.kind, label.intrinsics, model=model)
 
 
-def _small(arr: np.ndarray, shape: tuple[int, int], side: int = DISPLAY_MAX_SIDE
-           ) -> np.ndarray:
-    """An (H, W) array shrunk (nearest) so its longer side is at most ``side``."""
-    import cv2
-
-    h, w = shape
-    s = max(h, w) / float(side)
-    if s <= 1:
-        return arr
-    size = (max(1, round(w / s)), max(1, round(h / s)))
-    return cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST)
-
-
 def tint(picture: np.ndarray, mask: np.ndarray, color: tuple[int, int, int],
          alpha: float = 0.55) -> np.ndarray:
     """``picture`` (h, w, 3) uint8 with ``mask`` (any size, bool) blended in ``color``."""
@@ -262,18 +263,43 @@ def tint(picture: np.ndarray, mask: np.ndarray, color: tuple[int, int, int],
     return out
 
 
-def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> np.ndarray:
-    def make() -> np.ndarray:
-        import cv2
+def verify_blob(ctx: ReviewContext, row: Any, what: str) -> None:
+    """A page shown from previews still refuses a task whose file is missing or corrupt: the
+    sha256 is checked once per process (:func:`read_blob`), later views check the file exists."""
+    if ctx.cache.is_verified(row.sha256):
+        if not ctx.store.exists(BlobRef.from_row(row)):
+            ctx.cache.forget(row.sha256)
+            raise BrokenTaskError(f"The {what} file ({row.sha256[:12]}) is missing.")
+        return
+    read_blob(ctx, row, what)
 
-        rgb = image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE)
-        small = visuals.downscale(rgb, DISPLAY_MAX_SIDE)
-        target = _small(np.zeros(shape, np.uint8), shape).shape
-        if small.shape[:2] != target:  # display the photo on the label's grid
-            small = cv2.resize(small, (target[1], target[0]), interpolation=cv2.INTER_AREA)
-        return small
 
-    return ctx.cache.get_or_make(("photo", image.sha256, shape), make)
+def _preview(ctx: ReviewContext, key: Any, name: str, fmt: str,
+             make: Callable[[], np.ndarray]) -> Preview:
+    """The picture ``name`` from the previews folder, else made and kept there (cached in
+    memory per ``key``)."""
+
+    def load() -> Preview:
+        found = ctx.previews.read(name, fmt) if ctx.previews is not None else None
+        if found is not None:
+            return found
+        picture = make()
+        if ctx.previews is None:
+            return Preview(picture, None)
+        try:
+            return ctx.previews.write(name, fmt, picture)
+        except OSError as exc:  # a read-only or full disk: show the page anyway
+            log.warning("could not keep the preview %s: %s", name, exc)
+            return Preview(picture, None)
+
+    return ctx.cache.get_or_make(key, load)
+
+
+def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> Preview:
+    verify_blob(ctx, image.blob, "photo")
+    return _preview(ctx, ("photo", image.sha256, shape), photo_name(image.sha256, shape), "jpeg",
+                    lambda: photo_picture(image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE),
+                                          shape))
 
 
 def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
@@ -288,14 +314,34 @@ def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
     return ctx.cache.get_or_make(("label", ref.key), make)
 
 
-def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> np.ndarray:
+def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> Preview:
+    """The teacher's coloured prediction (a lossless PNG preview: it is also the label picture
+    of a task nobody corrected yet)."""
+    verify_blob(ctx, pred.depth_blob, "teacher prediction")
+
     def make() -> np.ndarray:
         raw = read_array(ctx, pred.depth_blob, "teacher prediction", readonly=True)
-        depth = _small(raw, raw.shape, PREVIEW_MAX_SIDE).astype(np.float32, copy=False)
-        return visuals.depth_preview(DepthResult(depth, DepthKind(pred.kind), label.intrinsics,
-                                                 model=pred.model))
+        return _teacher_colours(raw, pred.kind, label.intrinsics, pred.model)
 
-    return ctx.cache.get_or_make(("teacher", pred.id), make)
+    return _preview(ctx, ("teacher", pred.id), teacher_name(pred.depth_blob_sha256, pred.kind),
+                    "png", make)
+
+
+def _file(ctx: ReviewContext, key: Any, preview: Preview, name: str, fmt: str) -> str:
+    """A file Gradio may serve for ``preview`` in ``fmt``: the previews folder's file (written
+    when missing) copied into the served folder, else the picture encoded once."""
+    served = ctx.pictures.get(key, fmt)
+    if served is not None:
+        return served
+    if ctx.previews is not None:
+        try:
+            path = ctx.previews.path(name, fmt)
+            if not path.is_file():
+                path = ctx.previews.write(name, fmt, preview.picture).path
+            return ctx.pictures.copy_in(key, fmt, path)
+        except OSError as exc:
+            log.warning("could not keep the preview %s: %s", name, exc)
+    return ctx.pictures.path(key, preview.picture, fmt)
 
 
 def render(ctx: ReviewContext, data: PageData) -> TaskPage:
@@ -304,10 +350,11 @@ def render(ctx: ReviewContext, data: PageData) -> TaskPage:
     shape = label.shape
     photo = _photo(ctx, image, shape)
     teacher = _teacher_picture(ctx, pred, label)
-    teacher_file = ctx.pictures.path(("teacher", pred.id), teacher, "jpeg")
+    teacher_key = ("teacher", pred.id)
+    tname = teacher_name(pred.depth_blob_sha256, pred.kind)
+    teacher_file = _file(ctx, teacher_key, teacher, tname, "jpeg")
     if label.key == (None, None):
-        label_pic, label_file = teacher, ctx.pictures.path(("teacher", pred.id), teacher,
-                                                           "png")
+        label_pic, label_file = teacher.picture, _file(ctx, teacher_key, teacher, tname, "png")
     else:
         label_pic = label_picture(ctx, label, pred.model)
         label_file = ctx.pictures.path(("label", label.key), label_pic, "png")
@@ -315,9 +362,10 @@ def render(ctx: ReviewContext, data: PageData) -> TaskPage:
         **data.task, uncertainty=pred.uncertainty, image_name=image.original_filename,
         teacher=pred.model, teacher_weights=pred.weights, kind=str(label.kind),
         source=label.source, n_corrections=label.n_corrections, label_shape=shape,
-        photo=photo, teacher_picture=teacher, label_picture=label_pic,
+        photo=photo.picture, teacher_picture=teacher.picture, label_picture=label_pic,
         history=data.history, notes=data.notes, can_undo=data.can_undo, limits=dict(LIMITS),
-        photo_file=ctx.pictures.path(("photo", image.sha256, shape), photo, "jpeg"),
+        photo_file=_file(ctx, ("photo", image.sha256, shape), photo,
+                         photo_name(image.sha256, shape), "jpeg"),
         teacher_file=teacher_file, label_file=label_file,
     )
 
@@ -335,3 +383,48 @@ def label_figure(ctx: ReviewContext, data: PageData) -> Any:
     result = _result(shown, label, pred.model)
     title = f"Task {data.task['task_id']}: current label ({label.source}, {label.kind})"
     return visuals.mesh_figure(visuals.shape_depth(result), rgb, result, title)
+
+
+def warm_previews(ctx: ReviewContext, dataset: str | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> tuple[int, int]:
+    """Make the missing photo and teacher previews of every task still to review (new or in
+    review; of ``dataset`` when given), as pseudo-labelling does for the tasks it creates: for
+    data labelled on Ray, imported, or made before previews existed. Returns (tasks whose
+    previews were made, tasks whose files are missing or corrupt: ``depthweb db check``)."""
+    from depthweb.store.models import Dataset, Image, Prediction
+
+    if ctx.previews is None:
+        return 0, 0
+    made = failed = 0
+    with ctx.session(readonly=True) as s:
+        query = (select(Image, Prediction).join(Task, Task.image_id == Image.id)
+                 .join(Prediction, Prediction.id == Task.prediction_id)
+                 .where(Task.status.in_([TaskStatus.NEW, TaskStatus.IN_REVIEW]))
+                 .order_by(Task.id))
+        if dataset is not None:
+            query = query.join(Dataset, Dataset.id == Image.dataset_id).where(
+                Dataset.name == dataset)
+        rows = s.execute(query).all()
+        for i, (image, pred) in enumerate(rows):
+            shape = tuple(int(n) for n in pred.depth_blob.shape[:2])
+            pname, tname = photo_name(image.sha256, shape), teacher_name(
+                pred.depth_blob_sha256, pred.kind)
+            todo = [not ctx.previews.has(pname, "jpeg"),
+                    not (ctx.previews.has(tname, "jpeg") and ctx.previews.has(tname, "png"))]
+            try:
+                if todo[0]:
+                    rgb = image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE)
+                    ctx.previews.write(pname, "jpeg", photo_picture(rgb, shape))
+                if todo[1]:
+                    raw = read_array(ctx, pred.depth_blob, "teacher prediction", readonly=True)
+                    pic = _teacher_colours(raw, pred.kind, prediction_intrinsics(pred),
+                                           pred.model)
+                    ctx.previews.write(tname, "jpeg", pic)
+                    ctx.previews.write(tname, "png", pic)
+                made += int(any(todo))
+            except BrokenTaskError as exc:
+                log.warning("no previews for image %s: %s", image.id, exc)
+                failed += 1
+            if progress is not None:
+                progress(i + 1, len(rows), image.original_filename or f"image {image.id}")
+    return made, failed

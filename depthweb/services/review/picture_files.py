@@ -49,16 +49,16 @@ class PictureFiles:
     def path(self, key: Any, picture: np.ndarray, fmt: str = "jpeg") -> str:
         """The file of ``picture`` (RGB uint8 (h, w, 3)) stored under ``key`` in ``fmt``
         (jpeg | png), encoded only when the key is new."""
-        with self._lock:
-            hit = self._files.get((key, fmt))
-            if hit is not None and hit.exists():
-                self._files.move_to_end((key, fmt))
-                return str(hit)
+        hit = self.get(key, fmt)
+        if hit is not None:
+            return hit
         data = encode(picture, fmt)
         fd, tmp = tempfile.mkstemp(dir=self._folder(), suffix=FORMATS[fmt])
         with os.fdopen(fd, "wb") as f:  # the path is handed out only once it is complete
             f.write(data)
-        final = Path(tmp)
+        return self._keep(key, fmt, Path(tmp))
+
+    def _keep(self, key: Any, fmt: str, final: Path) -> str:
         with self._lock:
             old = self._files.pop((key, fmt), None)
             self._files[(key, fmt)] = final
@@ -68,6 +68,30 @@ class PictureFiles:
         for p in evicted:
             p.unlink(missing_ok=True)
         return str(final)
+
+    def get(self, key: Any, fmt: str) -> str | None:
+        """The file of ``key`` in ``fmt`` when it is kept, else None."""
+        with self._lock:
+            hit = self._files.get((key, fmt))
+            if hit is not None and hit.exists():
+                self._files.move_to_end((key, fmt))
+                return str(hit)
+        return None
+
+    def copy_in(self, key: Any, fmt: str, source: str | os.PathLike[str]) -> str:
+        """The file of ``key`` in ``fmt``, taken from the encoded file ``source`` (linked when
+        on the same file system, else copied) when the key is new."""
+        hit = self.get(key, fmt)
+        if hit is not None:
+            return hit
+        fd, tmp = tempfile.mkstemp(dir=self._folder(), suffix=FORMATS[fmt])
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        return self._keep(key, fmt, Path(tmp))
 
     def close(self) -> None:
         if self._finalizer is not None:

@@ -44,7 +44,9 @@ from depthweb.models.base import DepthBackend
 from depthweb.models.registry import load_backend
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.jobs import JobTracker
+from depthweb.services.review.previews import DISPLAY_MAX_SIDE, warm
 from depthweb.services.review.pseudolabel_pipeline import Pipeline
+from depthweb.services.visuals import downscale
 from depthweb.store import BlobRef, BlobStore
 from depthweb.store.auth import Actor, require_role
 from depthweb.store.models import Blob, Image, JobKind, Prediction, Role
@@ -194,6 +196,14 @@ def decode(store: BlobStore, settings: Settings, todo: Todo) -> tuple[np.ndarray
     cam = resolve_intrinsics(loaded.width, loaded.height, exif_focal_35mm=todo.exif_focal_35mm,
                              default_fov_deg=settings.default_fov_deg)
     return loaded.rgb, cam
+
+
+def _with_photo_preview(decoded: tuple[np.ndarray, Intrinsics]
+                        ) -> tuple[np.ndarray, Intrinsics, np.ndarray]:
+    """``decode``'s output plus the photo at display size (made on the decode thread; kept
+    until the review previews are written, instead of the full-size photo)."""
+    rgb, cam = decoded
+    return rgb, cam, downscale(rgb, DISPLAY_MAX_SIDE)
 
 
 @dataclass(frozen=True)
@@ -354,13 +364,19 @@ def pseudo_label(
     job = job_tracker(ctx, plan, model, user, engine="in-process", weights=labeller.weights,
                       batch_size=batch_size, uncertainty=uncertainty, limit=limit)
 
-    def write(out: list[tuple[Todo, DepthResult, float]]) -> list[Labelled]:
+    def write(out: list[tuple[Todo, DepthResult, float, np.ndarray]]) -> list[Labelled]:
         # writer thread: files, then the batch's rows, then the job's row (so its count is
-        # what is committed, even when a later batch fails)
-        batch = [Labeller.store(ctx.store, todo, result, score) for todo, result, score in out]
+        # what is committed, even when a later batch fails); then the review previews
+        batch = [Labeller.store(ctx.store, todo, result, score)
+                 for todo, result, score, _ in out]
         report.labelled += commit_labelled(ctx, user, labeller.weights, batch, plan.relabel)
         state["committed"] += len(batch)
         job.progress(state["committed"] + len(report.failed), len(plan.todo))
+        if ctx.previews is not None:
+            for (todo, result, _, photo), item in zip(out, batch, strict=True):
+                warm(ctx.previews, image_sha256=todo.blob.sha256, rgb=photo,
+                     depth_sha256=item.depth.sha256, depth=_masked(result), kind=item.kind,
+                     intrinsics=item.intrinsics, model=item.model)
         return batch
 
     def written(batch: list[Labelled]) -> None:
@@ -378,9 +394,10 @@ def pseudo_label(
     with job:
         job.start(len(plan.todo), f"{plan.already_done} already done")
         Pipeline(
-            decode=lambda todo: decode(ctx.store, ctx.settings, todo),
-            infer=lambda todos, data: [(t, *pair) for t, pair in zip(todos, labeller.predict(
-                [d[0] for d in data], [d[1] for d in data]), strict=True)],
+            decode=lambda todo: _with_photo_preview(decode(ctx.store, ctx.settings, todo)),
+            infer=lambda todos, data: [(t, *pair, d[2]) for t, pair, d in zip(
+                todos, labeller.predict([d[0] for d in data], [d[1] for d in data]), data,
+                strict=True)],
             write=write, on_written=written, on_error=failed, decode_threads=decode_threads,
         ).run(plan.todo, batch_size)
         report.seconds = time.perf_counter() - t0
