@@ -25,8 +25,8 @@ from depthweb.store.repo._statements import (
     READ_TASK,
     TASK_VERSION,
     adopt,
-    connection,
 )
+from depthweb.store.sqlutil import connection
 
 DEFAULT_LEASE_S = 600.0
 """How long a claim lasts (seconds)."""

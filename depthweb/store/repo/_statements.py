@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, false, or_, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -82,14 +82,6 @@ DEACTIVATE_REVIEWS = update(REVIEWS).where(*_ACTIVE_OF_TASK).values(active=false
 DEACTIVATE_OWN_REVIEW = (update(REVIEWS)
                          .where(*_ACTIVE_OF_TASK, REVIEWS.c.reviewer_id == bindparam("reviewer"))
                          .values(active=false()))
-
-
-def connection(session: Session) -> Connection:
-    """The session's connection (its transaction), for Core execution without the ORM layer;
-    pending ORM changes are flushed first, as the session's autoflush would before a query."""
-    if session.autoflush:
-        session.flush()  # returns at once when there is nothing to flush
-    return session.connection()
 
 
 def adopt(session: Session, model: type[M], values: Mapping[str, Any], *,

@@ -46,10 +46,10 @@ from depthweb.store.repo._statements import (
     DEACTIVATE_OWN_REVIEW,
     DEACTIVATE_REVIEWS,
     INSERT_REVIEW,
-    connection,
     sync_held,
 )
 from depthweb.store.repo.branches import branch_labels_agree, branch_of, is_branchy
+from depthweb.store.sqlutil import connection
 
 REVIEW_ROLES = (Role.ADMIN, Role.REVIEWER)
 REGION_ACTIONS = frozenset({Action.MASK, Action.PLANE_FILL, Action.FAR_FILL})
