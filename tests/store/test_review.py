@@ -288,3 +288,21 @@ def test_the_version_bump_refuses_a_task_claimed_after_the_checks(make_world):
     with session_scope(w.engine) as s:
         mine = bump_row(s, task_id=tid, expected_version=0, unclaimed_for=w.user("other"))
         assert mine.version == 1
+
+
+@pytest.mark.parametrize("action", ["note", "anchors", "mask", "approve", "reject"])
+def test_saves_respect_another_reviewers_claim_until_its_lease_runs_out(make_world, action):
+    from datetime import timedelta
+
+    from depthweb.store.models import utcnow
+
+    w = make_world(n_tasks=1, rev="reviewer", other="reviewer", admin="admin")
+    tid = w.task_ids[0]
+    act(w.engine, claim_task, task_id=tid, user=w.user("other"), expected_version=0)
+    with pytest.raises(InvalidActionError, match="claimed by another reviewer"):
+        ACTIONS[action](w, tid, w.user("rev"), 0)
+    assert task_state(w.engine, tid) == (0, "in_review", 0, 0)
+    with session_scope(w.engine) as s:  # the lease ran out
+        s.get(Task, tid).claimed_at = utcnow() - timedelta(seconds=601)
+    ACTIONS[action](w, tid, w.user("rev"), 0)
+    assert task_state(w.engine, tid)[0] == 1

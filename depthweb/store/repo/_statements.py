@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, false, or_, select, update
+from sqlalchemy import bindparam, exists, false, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,6 +59,19 @@ BUMP_UNCLAIMED = (
 )
 """:data:`BUMP` that also refuses (no row) a task someone else holds a valid claim on, so a
 claim taken between the save's read and its write (PostgreSQL) is not overwritten."""
+
+BUMP_CHECKED = (
+    update(TASKS)
+    .where(*_GUARD, or_(TASKS.c.assignee_id.is_(None),
+                        TASKS.c.assignee_id == bindparam("actor_id"),
+                        TASKS.c.claimed_at.is_(None), _CLAIM_EXPIRED),
+           exists().where(USERS.c.id == bindparam("actor_id"),
+                          USERS.c.role == bindparam("actor_role"), USERS.c.active))
+    .values(version=TASKS.c.version + 1)
+    .returning(*TASKS.c)
+)
+""":data:`BUMP_UNCLAIMED` that also needs the saver stored with the role and active flag the
+caller's object has: a save's checks folded into its write (no row: one of them failed)."""
 
 INSERT_REVISION = (
     REVISIONS.insert()

@@ -40,6 +40,7 @@ from depthweb.store.repo._common import (
     claim_guard,
     load_for_update,
     read_for_save,
+    try_bump,
 )
 from depthweb.store.repo._statements import (
     ACTIVE_DECISIONS,
@@ -314,11 +315,14 @@ def add_note(
     if len(text) > MAX_NOTE_CHARS:
         raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
     now = utcnow()
-    task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
-    check_claim(task, person, now=now)
+    task = try_bump(session, task_id=task_id, expected_version=expected_version, person=person,
+                    now=now)
+    if task is None:  # a check failed, or the saver is an admin or changed: one by one
+        task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
+        check_claim(task, person, now=now)
+        task = bump_row(session, task_id=task_id, expected_version=expected_version,
+                        unclaimed_for=claim_guard(person), now=now)
     branch = branch_of(task, person)
-    task = bump_row(session, task_id=task_id, expected_version=expected_version,
-                    unclaimed_for=claim_guard(person), now=now)
     return append_revision(
         session, task, author_id=person.id, action=Action.NOTE.value, payload={"text": text},
         branch_id=branch,
