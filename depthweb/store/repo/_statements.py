@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, exists, false, or_, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -125,7 +124,3 @@ def sync_held(session: Session, model: type[M], match: Mapping[str, Any],
         if type(obj) is model and all(loaded.get(k) == v for k, v in match.items()):
             for name, value in values.items():
                 set_committed_value(obj, name, value)
-
-
-def row_dict(row: Row[Any]) -> dict[str, Any]:
-    return dict(row._mapping)
