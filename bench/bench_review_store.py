@@ -7,8 +7,13 @@ more row insert for its label blobs, written before the transaction). ``--writer
 back to back, each on its own task, for ``--seconds``; the baseline in the same run is one
 writer alone. Reported: saves/s, p50 / p95 latency per save, errors.
 
+Each save loads its user in the write session, as the review service does. With
+``--held-user`` a writer loads its user once and passes the object to every save (the store
+checks the stored role and active flag inside each save's transaction either way).
+
     python -m bench.bench_review_store                      # SQLite FULL and PostgreSQL
     python -m bench.bench_review_store --writers 1 8 50 --seconds 10
+    python -m bench.bench_review_store --held-user --no-postgres
 """
 
 from __future__ import annotations
@@ -64,14 +69,16 @@ def _seed(engine, n_users: int, tmp: Path) -> list[tuple[str, int]]:
     return out
 
 
-def _writer(engine, name: str, task_id: int, stop: float, lat: list, errors: list) -> None:
+def _writer(engine, name: str, task_id: int, stop: float, lat: list, errors: list,
+            held_user: bool = False) -> None:
     with session_scope(engine, readonly=True) as s:
         version = get_task(s, task_id).version
+        held = get_user(s, name) if held_user else None
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
         try:
             with session_scope(engine) as s:
-                rev = add_note(session=s, task_id=task_id, user=get_user(s, name),
+                rev = add_note(session=s, task_id=task_id, user=held or get_user(s, name),
                                expected_version=version, text="bench")
                 version = rev.task_version
         except Exception as exc:
@@ -80,7 +87,8 @@ def _writer(engine, name: str, task_id: int, stop: float, lat: list, errors: lis
         lat.append(time.perf_counter() - t0)
 
 
-def measure(url: str, writers: int, seconds: float, tmp: Path, sqlite_full: bool) -> dict:
+def measure(url: str, writers: int, seconds: float, tmp: Path, sqlite_full: bool,
+            held_user: bool = False) -> dict:
     upgrade(url)
     engine = make_engine(url, pool_size=max(5, writers), max_overflow=10)
     if sqlite_full:
@@ -91,7 +99,8 @@ def measure(url: str, writers: int, seconds: float, tmp: Path, sqlite_full: bool
         errors: list[str] = []
         stop = time.perf_counter() + seconds
         start = time.perf_counter()
-        threads = [threading.Thread(target=_writer, args=(engine, n, t, stop, lat, errors))
+        threads = [threading.Thread(target=_writer,
+                                    args=(engine, n, t, stop, lat, errors, held_user))
                    for n, t in pairs]
         for t in threads:
             t.start()
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--writers", type=int, nargs="+", default=[1, 8, 50])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--held-user", action="store_true",
+                    help="load each writer's user once instead of in every save")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-review-store-") as tmp:
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             d = Path(tmp) / f"sqlite{w}"
             d.mkdir()
             rows.append(("sqlite FULL", measure(f"sqlite:///{d / 'db.sqlite'}", w,
-                                                args.seconds, d, True)))
+                                                args.seconds, d, True, args.held_user)))
         if not args.no_postgres:
             from depthweb.store.pgserver import throwaway_postgres
 
@@ -134,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                     url = make_url(server.url()).set(database=f"bench{w}")
                     create_database(server.url(), f"bench{w}")
                     rows.append(("postgresql", measure(url.render_as_string(
-                        hide_password=False), w, args.seconds, d, False)))
+                        hide_password=False), w, args.seconds, d, False, args.held_user)))
     print("| backend | writers | saves/s | p50 ms | p95 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")
     for backend, r in rows:

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
@@ -205,8 +205,11 @@ def hash_password(password: str, hasher: PasswordHasher | None = None) -> str:
     return (hasher or _default_hasher()).hash(password)
 
 
+_USER_BY_NAME = select(User).where(User.name == bindparam("name"))  # built once: every save
+
+
 def get_user(session: Session, name: str) -> User | None:
-    return session.scalar(select(User).where(User.name == name))
+    return session.scalar(_USER_BY_NAME, {"name": name})
 
 
 def list_users(session: Session) -> Sequence[User]:

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from depthweb.store.models import Base
+
+
+def connection(session: Session) -> Connection:
+    """The session's connection (its transaction), for Core execution without the ORM layer;
+    pending ORM changes are flushed first, as the session's autoflush would before a query."""
+    if session.autoflush:
+        session.flush()  # returns at once when there is nothing to flush
+    return session.connection()
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_stmt(dialect: str, model: type[Base], conflict_columns: tuple[str, ...]) -> Any:
+    """Built once per (dialect, model, key), a Core insert of the model's table (the values,
+    named after its columns, are bound at execution)."""
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(model.__table__)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(model.__table__)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(f"insert_ignore does not support {dialect}")
+    return stmt.on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(
+        *model.__table__.primary_key.columns
+    )
 
 
 def insert_ignore(
@@ -17,14 +42,5 @@ def insert_ignore(
 
     Safe when two writers insert the same natural key at once (content hashes, idempotent jobs).
     """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(model).values(**values)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(model).values(**values)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(f"insert_ignore does not support {dialect}")
-    stmt = stmt.on_conflict_do_nothing(index_elements=conflict_columns).returning(
-        *model.__table__.primary_key.columns
-    )
-    return session.execute(stmt).first() is not None
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model, tuple(conflict_columns))
+    return connection(session).execute(stmt, values).first() is not None

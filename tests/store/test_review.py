@@ -246,3 +246,63 @@ def test_tasks_table_has_no_partial_writes_after_failed_saves(make_world):
         s.get(Task, tid)
         raise ValueError("handler failed after saving")
     assert task_state(w.engine, tid) == (0, "new", 0, 0)
+
+
+@pytest.mark.parametrize("action", ["note", "anchors", "approve"])
+def test_a_user_object_held_from_an_earlier_session_is_checked_as_stored(make_world, action):
+    """Saves check the saver's role and active flag as the database has them in the save's
+    transaction, so a caller may keep the user object between requests."""
+    w = make_world(n_tasks=1)
+    tid, held = w.task_ids[0], w.user("rev")  # loaded when the world was made
+    with session_scope(w.engine) as s:
+        update_user(session=s, actor=SYSTEM, name="rev", role="viewer")
+    with pytest.raises(PermissionDeniedError, match="viewer role"):
+        ACTIONS[action](w, tid, held, 0)
+    with session_scope(w.engine) as s:
+        update_user(session=s, actor=SYSTEM, name="rev", role="reviewer", active=False)
+    with pytest.raises(PermissionDeniedError, match="disabled"):
+        ACTIONS[action](w, tid, held, 0)
+    assert task_state(w.engine, tid) == (0, "new", 0, 0)
+    with session_scope(w.engine) as s:  # promoted: the admin's rights apply at once
+        update_user(session=s, actor=SYSTEM, name="rev", role="admin", active=True)
+    act(w.engine, claim_task, task_id=tid, user=w.user("admin"), expected_version=0)
+    ACTIONS[action](w, tid, held, 0)  # admins may save on a task someone else claimed
+    assert task_state(w.engine, tid)[0] == 1
+
+
+def test_the_version_bump_refuses_a_task_claimed_after_the_checks(make_world):
+    """The guarded UPDATE itself respects claims: a claim taken between a save's read and its
+    write (possible on PostgreSQL, where claims do not change the version) wins."""
+    from depthweb.store.errors import ClaimedError
+    from depthweb.store.repo._common import bump_row
+
+    w = make_world(n_tasks=1, rev="reviewer", other="reviewer")
+    tid = w.task_ids[0]
+    act(w.engine, claim_task, task_id=tid, user=w.user("other"), expected_version=0)
+    with pytest.raises(ClaimedError, match="claimed by another reviewer"), \
+            session_scope(w.engine) as s:
+        bump_row(s, task_id=tid, expected_version=0, unclaimed_for=w.user("rev"))
+    with pytest.raises(StaleRevisionError, match="version 0"), session_scope(w.engine) as s:
+        bump_row(s, task_id=tid, expected_version=1, unclaimed_for=w.user("rev"))
+    assert task_state(w.engine, tid) == (0, "in_review", 0, 0)
+    with session_scope(w.engine) as s:
+        mine = bump_row(s, task_id=tid, expected_version=0, unclaimed_for=w.user("other"))
+        assert mine.version == 1
+
+
+@pytest.mark.parametrize("action", ["note", "anchors", "mask", "approve", "reject"])
+def test_saves_respect_another_reviewers_claim_until_its_lease_runs_out(make_world, action):
+    from datetime import timedelta
+
+    from depthweb.store.models import utcnow
+
+    w = make_world(n_tasks=1, rev="reviewer", other="reviewer", admin="admin")
+    tid = w.task_ids[0]
+    act(w.engine, claim_task, task_id=tid, user=w.user("other"), expected_version=0)
+    with pytest.raises(InvalidActionError, match="claimed by another reviewer"):
+        ACTIONS[action](w, tid, w.user("rev"), 0)
+    assert task_state(w.engine, tid) == (0, "in_review", 0, 0)
+    with session_scope(w.engine) as s:  # the lease ran out
+        s.get(Task, tid).claimed_at = utcnow() - timedelta(seconds=601)
+    ACTIONS[action](w, tid, w.user("rev"), 0)
+    assert task_state(w.engine, tid)[0] == 1

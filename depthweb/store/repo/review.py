@@ -10,9 +10,9 @@ admin adjudication). A correction changes the label, so earlier reviews stop cou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from depthweb.errors import InputError
@@ -32,12 +32,25 @@ from depthweb.store.models import (
     utcnow,
 )
 from depthweb.store.repo._common import (
+    TaskLike,
     append_revision,
+    bump_row,
     bump_task,
     check_claim,
+    claim_guard,
     load_for_update,
+    read_for_save,
+    try_bump,
+)
+from depthweb.store.repo._statements import (
+    ACTIVE_DECISIONS,
+    DEACTIVATE_OWN_REVIEW,
+    DEACTIVATE_REVIEWS,
+    INSERT_REVIEW,
+    sync_held,
 )
 from depthweb.store.repo.branches import branch_labels_agree, branch_of, is_branchy
+from depthweb.store.sqlutil import connection
 
 REVIEW_ROLES = (Role.ADMIN, Role.REVIEWER)
 REGION_ACTIONS = frozenset({Action.MASK, Action.PLANE_FILL, Action.FAR_FILL})
@@ -57,11 +70,7 @@ def consensus(decisions: Sequence[str], required: int) -> TaskStatus:
 
 def active_decisions(session: Session, task_id: int) -> list[tuple[int, str]]:
     """(reviewer id, decision) of the reviews that still count for ``task_id``."""
-    rows = session.execute(
-        select(Review.reviewer_id, Review.decision)
-        .where(Review.task_id == task_id, Review.active)
-        .order_by(Review.id)
-    ).all()
+    rows = connection(session).execute(ACTIVE_DECISIONS, {"task_id": task_id}).all()
     return [(int(r), str(d)) for r, d in rows]
 
 
@@ -93,8 +102,9 @@ def submit_review(
         raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
     if decision is Decision.REJECT and not reasons:
         raise InputError("Pick at least one reason tag when rejecting a label.")
-    task = load_for_update(session, task_id, expected_version)
-    check_claim(task, person)
+    now = utcnow()
+    task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
+    check_claim(task, person, now=now)
     if task.status == TaskStatus.BROKEN:
         raise InvalidActionError(f"Task {task_id} is set aside as broken; open the next task.")
     if not task.is_gold and task.status == TaskStatus.SUBMITTED:
@@ -117,25 +127,19 @@ def submit_review(
             if not branch_labels_agree(session, task_id, approvers):
                 status = TaskStatus.SUBMITTED
         values["status"] = status
-    task = bump_task(session, task_id=task_id, expected_version=expected_version, **values)
+    done = bump_task(session, task_id=task_id, expected_version=expected_version,
+                     unclaimed_for=claim_guard(person), now=now, **values)
     payload: dict[str, Any] = {"reasons": reasons}
     if note:
         payload["note"] = note
     rev = append_revision(
-        session, task, author_id=person.id, action=decision.value, payload=payload,
-        branch_id=branch_of(task, person),
+        session, done, author_id=person.id, action=decision.value, payload=payload,
+        branch_id=branch_of(done, person),
     )
-    session.add(
-        Review(
-            task_id=task_id,
-            reviewer_id=person.id,
-            revision_id=rev.id,
-            decision=decision.value,
-            reasons=reasons,
-        )
-    )
-    session.flush()
-    return task
+    connection(session).execute(INSERT_REVIEW, {
+        "task_id": task_id, "reviewer_id": person.id, "revision_id": rev.id,
+        "decision": decision.value, "reasons": reasons, "active": True, "created_at": now})
+    return done
 
 
 def approve_task(
@@ -211,14 +215,15 @@ def add_correction(
     action = Action(action)
     payload = dict(payload or {})
     _validate_correction(action, payload, blob)
-    task = load_for_update(session, task_id, expected_version)
-    _check_writable(task, person)
+    now = utcnow()
+    task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
+    _check_writable(task, person, now)
     for ref in [r for r in (blob, *(label or ())) if r is not None]:
         if store is None:
             raise InputError("Pass the blob store that holds the correction's files.")
         store.register(session, ref)
     branch = branch_of(task, person)
-    task = _touch(session, task, person, expected_version)
+    task = _touch(session, task, person, expected_version, now)
     _deactivate_reviews(session, task_id, None if branch is None else person.id)
     return append_revision(
         session,
@@ -233,9 +238,9 @@ def add_correction(
     )
 
 
-def _check_writable(task: Task, person: Any) -> None:
+def _check_writable(task: TaskLike, person: Any, now: datetime) -> None:
     """Refuse label changes on broken, decided or someone else's claimed tasks."""
-    check_claim(task, person)
+    check_claim(task, person, now=now)
     if task.status == TaskStatus.BROKEN:
         raise InvalidActionError(f"Task {task.id} is set aside as broken; open the next task.")
     locked = not task.is_gold and (
@@ -246,21 +251,25 @@ def _check_writable(task: Task, person: Any) -> None:
         )
 
 
-def _touch(session: Session, task: Task, person: Any, expected_version: int) -> Task:
+def _touch(session: Session, task: TaskLike, person: Any, expected_version: int,
+           now: datetime) -> TaskLike:
     """Bump the version, keep (or take: reviewers) the claim, and reopen a non-gold task."""
-    new_status = task.status if task.is_gold else TaskStatus.IN_REVIEW
-    claim = {} if person.role == Role.ADMIN else {"assignee_id": person.id,
-                                                 "claimed_at": utcnow()}
-    return bump_task(session, task_id=task.id, expected_version=expected_version,
-                     status=new_status, **claim)
+    new_status = task.status if task.is_gold else TaskStatus.IN_REVIEW.value
+    claim = {} if person.role == Role.ADMIN else {"assignee_id": person.id, "claimed_at": now}
+    return bump_row(session, task_id=task.id, expected_version=expected_version,
+                    unclaimed_for=claim_guard(person), now=now, status=new_status, **claim)
 
 
 def _deactivate_reviews(session: Session, task_id: int, reviewer_id: int | None) -> None:
     """Reviews stop counting when the label they approved changed (one reviewer's on a branch)."""
-    stmt = update(Review).where(Review.task_id == task_id, Review.active)
-    if reviewer_id is not None:
-        stmt = stmt.where(Review.reviewer_id == reviewer_id)
-    session.execute(stmt.values(active=False))
+    match: dict[str, Any] = {"task_id": task_id, "active": True}
+    if reviewer_id is None:
+        connection(session).execute(DEACTIVATE_REVIEWS, {"of_task": task_id})
+    else:
+        connection(session).execute(DEACTIVATE_OWN_REVIEW,
+                                    {"of_task": task_id, "reviewer": reviewer_id})
+        match["reviewer_id"] = reviewer_id
+    sync_held(session, Review, match, {"active": False})
 
 
 def undo_correction(
@@ -279,13 +288,14 @@ def undo_correction(
     works out which correction is the user's last and what it restores.
     """
     person = require_person(user, *REVIEW_ROLES)
-    task = load_for_update(session, task_id, expected_version)
-    _check_writable(task, person)
+    now = utcnow()
+    task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
+    _check_writable(task, person, now)
     target = session.get(Revision, undoes)
     if target is None or target.task_id != task_id or target.author_id != person.id:
         raise InvalidActionError("You can only undo your own last correction of this task.")
     branch = branch_of(task, person)
-    task = _touch(session, task, person, expected_version)
+    task = _touch(session, task, person, expected_version, now)
     _deactivate_reviews(session, task_id, None if branch is None else person.id)
     return append_revision(
         session, task, author_id=person.id, action=Action.UNDO.value,
@@ -304,10 +314,15 @@ def add_note(
         raise InputError("The note is empty; write something before saving.")
     if len(text) > MAX_NOTE_CHARS:
         raise InputError(f"Notes are limited to {MAX_NOTE_CHARS} characters.")
-    task = load_for_update(session, task_id, expected_version)
-    check_claim(task, person)
+    now = utcnow()
+    task = try_bump(session, task_id=task_id, expected_version=expected_version, person=person,
+                    now=now)
+    if task is None:  # a check failed, or the saver is an admin or changed: one by one
+        task, person = read_for_save(session, task_id, expected_version, person, *REVIEW_ROLES)
+        check_claim(task, person, now=now)
+        task = bump_row(session, task_id=task_id, expected_version=expected_version,
+                        unclaimed_for=claim_guard(person), now=now)
     branch = branch_of(task, person)
-    task = bump_task(session, task_id=task_id, expected_version=expected_version)
     return append_revision(
         session, task, author_id=person.id, action=Action.NOTE.value, payload={"text": text},
         branch_id=branch,
