@@ -58,6 +58,9 @@ def is_sqlite(engine_or_url: Engine | URL | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
+SQLITE_POOL_SIZE = 32  # kept connections of a file database (plus as many overflow)
+
+
 def normalize_url(url: str | URL) -> URL:
     """``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://`` (psycopg 3)."""
     u = make_url(url)
@@ -89,6 +92,12 @@ def make_engine(
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", busy_timeout_ms / 1000.0)
         connect_args.setdefault("check_same_thread", False)
+        if u.database and u.database != ":memory:":
+            # one server thread per request (Gradio's workers, the login-session check): keep
+            # their connections instead of opening one (and its pragmas) per request beyond
+            # QueuePool's default 5 + 10
+            kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+            kwargs.setdefault("max_overflow", SQLITE_POOL_SIZE)
         engine = create_engine(u, connect_args=connect_args, **kwargs)
         _install_sqlite_listeners(engine, busy_timeout_ms)
         if writer_queue and group_commit:
