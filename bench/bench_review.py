@@ -135,7 +135,7 @@ def seed(root: Path, n_tasks: int, n_users: int, previews: bool = True) -> Path:
                 ensure_task(session=s, user=SYSTEM, image_id=image.id, prediction_id=pred.id,
                             priority=float(n_tasks - i))
         if previews:  # what pseudo-labelling writes for the tasks it creates
-            from depthweb.services.review.page import warm_previews
+            from depthweb.services.review.admin import warm_previews
 
             warm_previews(ctx)
     return data_dir

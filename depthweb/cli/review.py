@@ -192,7 +192,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def cmd_db_previews(args: argparse.Namespace) -> int:
-    from depthweb.services.review.page import warm_previews
+    from depthweb.services.review.admin import warm_previews
 
     with _context() as ctx:
         bar = _bar("previews")

@@ -269,3 +269,44 @@ def run_export(ctx: ReviewContext, username: str | None, dataset: str, name: str
                                 base_dir=exports_root(ctx), progress=_tracked(job, progress))
         job.finish(report.summary())
     return report
+
+
+def warm_previews(ctx: ReviewContext, dataset: str | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> tuple[int, int]:
+    """Make the missing photo and teacher previews of every task still to review (new or in
+    review; of ``dataset`` when given), as pseudo-labelling does for the tasks it creates: for
+    data labelled on Ray, imported, or made before previews existed. Returns (tasks whose
+    previews were made, tasks whose files are missing or corrupt: ``depthweb db check``)."""
+    from depthweb.services.review.labels import image_rgb, prediction_intrinsics, read_array
+    from depthweb.services.review.previews import DISPLAY_MAX_SIDE, warm_photo, warm_teacher
+    from depthweb.store.errors import BrokenTaskError
+    from depthweb.store.models import Dataset, Prediction
+
+    if ctx.previews is None:
+        return 0, 0
+    made = failed = 0
+    with ctx.session(readonly=True) as s:
+        query = (select(Image, Prediction).join(Task, Task.image_id == Image.id)
+                 .join(Prediction, Prediction.id == Task.prediction_id)
+                 .where(Task.status.in_([TaskStatus.NEW, TaskStatus.IN_REVIEW]))
+                 .order_by(Task.id))
+        if dataset is not None:
+            query = query.join(Dataset, Dataset.id == Image.dataset_id).where(
+                Dataset.name == dataset)
+        rows = s.execute(query).all()
+        for i, (image, pred) in enumerate(rows):
+            shape = tuple(int(n) for n in pred.depth_blob.shape[:2])
+            try:
+                wrote = warm_photo(ctx.previews, image.sha256, shape, lambda im=image: image_rgb(
+                    ctx, im, preview_side=DISPLAY_MAX_SIDE))
+                wrote |= warm_teacher(
+                    ctx.previews, pred.depth_blob_sha256, pred.kind,
+                    lambda p=pred: read_array(ctx, p.depth_blob, "teacher prediction",
+                                              readonly=True),
+                    prediction_intrinsics(pred), pred.model)
+                made += int(wrote)
+            except BrokenTaskError:
+                failed += 1
+            if progress is not None:
+                progress(i + 1, len(rows), image.original_filename or f"image {image.id}")
+    return made, failed

@@ -274,12 +274,14 @@ def verify_blob(ctx: ReviewContext, row: Any, what: str) -> None:
     read_blob(ctx, row, what)
 
 
-def _preview(ctx: ReviewContext, key: Any, name: str, fmt: str,
+def _preview(ctx: ReviewContext, key: Any, name: str, fmt: str, blob: Any, what: str,
              make: Callable[[], np.ndarray]) -> Preview:
     """The picture ``name`` from the previews folder, else made and kept there (cached in
-    memory per ``key``)."""
+    memory per ``key``). The ``blob`` it shows is verified whenever the memory cache misses,
+    so a picture from the previews folder never hides a missing or corrupt file."""
 
     def load() -> Preview:
+        verify_blob(ctx, blob, what)
         found = ctx.previews.read(name, fmt) if ctx.previews is not None else None
         if found is not None:
             return found
@@ -296,10 +298,11 @@ def _preview(ctx: ReviewContext, key: Any, name: str, fmt: str,
 
 
 def _photo(ctx: ReviewContext, image: Any, shape: tuple[int, int]) -> Preview:
-    verify_blob(ctx, image.blob, "photo")
+    def make() -> np.ndarray:
+        return photo_picture(image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE), shape)
+
     return _preview(ctx, ("photo", image.sha256, shape), photo_name(image.sha256, shape), "jpeg",
-                    lambda: photo_picture(image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE),
-                                          shape))
+                    image.blob, "photo", make)
 
 
 def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
@@ -317,14 +320,12 @@ def label_picture(ctx: ReviewContext, ref: LabelRef, model: str) -> np.ndarray:
 def _teacher_picture(ctx: ReviewContext, pred: Any, label: LabelRef) -> Preview:
     """The teacher's coloured prediction (a lossless PNG preview: it is also the label picture
     of a task nobody corrected yet)."""
-    verify_blob(ctx, pred.depth_blob, "teacher prediction")
-
     def make() -> np.ndarray:
         raw = read_array(ctx, pred.depth_blob, "teacher prediction", readonly=True)
         return _teacher_colours(raw, pred.kind, label.intrinsics, pred.model)
 
     return _preview(ctx, ("teacher", pred.id), teacher_name(pred.depth_blob_sha256, pred.kind),
-                    "png", make)
+                    "png", pred.depth_blob, "teacher prediction", make)
 
 
 def _file(ctx: ReviewContext, key: Any, preview: Preview, name: str, fmt: str) -> str:
@@ -384,47 +385,3 @@ def label_figure(ctx: ReviewContext, data: PageData) -> Any:
     title = f"Task {data.task['task_id']}: current label ({label.source}, {label.kind})"
     return visuals.mesh_figure(visuals.shape_depth(result), rgb, result, title)
 
-
-def warm_previews(ctx: ReviewContext, dataset: str | None = None,
-                  progress: Callable[[int, int, str], None] | None = None) -> tuple[int, int]:
-    """Make the missing photo and teacher previews of every task still to review (new or in
-    review; of ``dataset`` when given), as pseudo-labelling does for the tasks it creates: for
-    data labelled on Ray, imported, or made before previews existed. Returns (tasks whose
-    previews were made, tasks whose files are missing or corrupt: ``depthweb db check``)."""
-    from depthweb.store.models import Dataset, Image, Prediction
-
-    if ctx.previews is None:
-        return 0, 0
-    made = failed = 0
-    with ctx.session(readonly=True) as s:
-        query = (select(Image, Prediction).join(Task, Task.image_id == Image.id)
-                 .join(Prediction, Prediction.id == Task.prediction_id)
-                 .where(Task.status.in_([TaskStatus.NEW, TaskStatus.IN_REVIEW]))
-                 .order_by(Task.id))
-        if dataset is not None:
-            query = query.join(Dataset, Dataset.id == Image.dataset_id).where(
-                Dataset.name == dataset)
-        rows = s.execute(query).all()
-        for i, (image, pred) in enumerate(rows):
-            shape = tuple(int(n) for n in pred.depth_blob.shape[:2])
-            pname, tname = photo_name(image.sha256, shape), teacher_name(
-                pred.depth_blob_sha256, pred.kind)
-            todo = [not ctx.previews.has(pname, "jpeg"),
-                    not (ctx.previews.has(tname, "jpeg") and ctx.previews.has(tname, "png"))]
-            try:
-                if todo[0]:
-                    rgb = image_rgb(ctx, image, preview_side=DISPLAY_MAX_SIDE)
-                    ctx.previews.write(pname, "jpeg", photo_picture(rgb, shape))
-                if todo[1]:
-                    raw = read_array(ctx, pred.depth_blob, "teacher prediction", readonly=True)
-                    pic = _teacher_colours(raw, pred.kind, prediction_intrinsics(pred),
-                                           pred.model)
-                    ctx.previews.write(tname, "jpeg", pic)
-                    ctx.previews.write(tname, "png", pic)
-                made += int(any(todo))
-            except BrokenTaskError as exc:
-                log.warning("no previews for image %s: %s", image.id, exc)
-                failed += 1
-            if progress is not None:
-                progress(i + 1, len(rows), image.original_filename or f"image {image.id}")
-    return made, failed

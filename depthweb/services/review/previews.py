@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,22 +131,33 @@ class PreviewFiles:
         return self.path(name, fmt).is_file()
 
 
-def warm(previews: PreviewFiles, *, image_sha256: str, rgb: np.ndarray, depth_sha256: str,
-         depth: np.ndarray, kind: DepthKind | str, intrinsics: Intrinsics, model: str) -> bool:
-    """Write the photo and teacher previews of a new task (what its first page shows), from
-    the decoded photo ``rgb`` and the teacher prediction ``depth`` (H, W) already in memory.
-    Best effort: a failure is logged and returns False (the page makes them on first view)."""
-    try:
-        shape = tuple(int(s) for s in depth.shape[:2])
-        name = photo_name(image_sha256, shape)
-        if not previews.has(name, "jpeg"):
-            previews.write(name, "jpeg", photo_picture(rgb, shape))
-        name = teacher_name(depth_sha256, kind)
-        if not (previews.has(name, "jpeg") and previews.has(name, "png")):
-            pic = teacher_picture(depth, kind, intrinsics, model)
-            previews.write(name, "jpeg", pic)
-            previews.write(name, "png", pic)
-        return True
-    except (OSError, ValueError) as exc:
-        log.warning("could not write the review previews of %s: %s", image_sha256[:12], exc)
+def warm_photo(previews: PreviewFiles, image_sha256: str, shape: tuple[int, int],
+               rgb: Callable[[], np.ndarray]) -> bool:
+    """Write the photo preview of an image on the label grid ``shape`` unless it is there;
+    ``rgb`` gives the decoded photo (any size), called only when needed. True: written."""
+    name = photo_name(image_sha256, shape)
+    if previews.has(name, "jpeg"):
         return False
+    previews.write(name, "jpeg", photo_picture(rgb(), shape))
+    return True
+
+
+def warm_teacher(previews: PreviewFiles, depth_sha256: str, kind: DepthKind | str,
+                 depth: Callable[[], np.ndarray], intrinsics: Intrinsics, model: str) -> bool:
+    """Write the teacher preview (PNG and JPEG) of a prediction unless both are there;
+    ``depth`` gives the prediction (H, W), called only when needed. True: written."""
+    name = teacher_name(depth_sha256, kind)
+    if previews.has(name, "jpeg") and previews.has(name, "png"):
+        return False
+    pic = teacher_picture(depth(), kind, intrinsics, model)
+    previews.write(name, "jpeg", pic)
+    previews.write(name, "png", pic)
+    return True
+
+
+def with_photo_preview(decoded: tuple[np.ndarray, Intrinsics]
+                       ) -> tuple[np.ndarray, Intrinsics, np.ndarray]:
+    """A decoded (photo, intrinsics) plus the photo at display size, to keep until the
+    previews are written instead of the full-size photo."""
+    rgb, cam = decoded
+    return rgb, cam, visuals.downscale(rgb, DISPLAY_MAX_SIDE)

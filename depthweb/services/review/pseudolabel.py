@@ -44,9 +44,8 @@ from depthweb.models.base import DepthBackend
 from depthweb.models.registry import load_backend
 from depthweb.services.review.context import ReviewContext
 from depthweb.services.review.jobs import JobTracker
-from depthweb.services.review.previews import DISPLAY_MAX_SIDE, warm
+from depthweb.services.review.previews import warm_photo, warm_teacher, with_photo_preview
 from depthweb.services.review.pseudolabel_pipeline import Pipeline
-from depthweb.services.visuals import downscale
 from depthweb.store import BlobRef, BlobStore
 from depthweb.store.auth import Actor, require_role
 from depthweb.store.models import Blob, Image, JobKind, Prediction, Role
@@ -198,14 +197,6 @@ def decode(store: BlobStore, settings: Settings, todo: Todo) -> tuple[np.ndarray
     return loaded.rgb, cam
 
 
-def _with_photo_preview(decoded: tuple[np.ndarray, Intrinsics]
-                        ) -> tuple[np.ndarray, Intrinsics, np.ndarray]:
-    """``decode``'s output plus the photo at display size (made on the decode thread; kept
-    until the review previews are written, instead of the full-size photo)."""
-    rgb, cam = decoded
-    return rgb, cam, downscale(rgb, DISPLAY_MAX_SIDE)
-
-
 @dataclass(frozen=True)
 class Labelled:
     """One stored teacher prediction awaiting its rows: the depth (H, W) float32 blob (NaN
@@ -316,6 +307,18 @@ def _forget_blob(session: Session, sha256: str) -> None:
                     sha256[:12])
 
 
+def _warm(ctx: ReviewContext, todo: Todo, result: DepthResult, photo: np.ndarray,
+          item: Labelled) -> None:
+    """The review previews of a new task, from what the run holds (best effort: a page
+    makes missing ones on first view)."""
+    try:
+        warm_photo(ctx.previews, todo.blob.sha256, result.depth.shape[:2], lambda: photo)
+        warm_teacher(ctx.previews, item.depth.sha256, item.kind, lambda: _masked(result),
+                     item.intrinsics, item.model)
+    except (OSError, ValueError) as exc:
+        log.warning("could not write the review previews of %s: %s", todo.name, exc)
+
+
 def job_tracker(ctx: ReviewContext, plan: Plan, model: str, user: Actor,
                 **params: object) -> JobTracker:
     """The jobs-table row of a run (written by :meth:`JobTracker.start` once the run is
@@ -374,9 +377,7 @@ def pseudo_label(
         job.progress(state["committed"] + len(report.failed), len(plan.todo))
         if ctx.previews is not None:
             for (todo, result, _, photo), item in zip(out, batch, strict=True):
-                warm(ctx.previews, image_sha256=todo.blob.sha256, rgb=photo,
-                     depth_sha256=item.depth.sha256, depth=_masked(result), kind=item.kind,
-                     intrinsics=item.intrinsics, model=item.model)
+                _warm(ctx, todo, result, photo, item)
         return batch
 
     def written(batch: list[Labelled]) -> None:
@@ -394,7 +395,7 @@ def pseudo_label(
     with job:
         job.start(len(plan.todo), f"{plan.already_done} already done")
         Pipeline(
-            decode=lambda todo: _with_photo_preview(decode(ctx.store, ctx.settings, todo)),
+            decode=lambda todo: with_photo_preview(decode(ctx.store, ctx.settings, todo)),
             infer=lambda todos, data: [(t, *pair, d[2]) for t, pair, d in zip(
                 todos, labeller.predict([d[0] for d in data], [d[1] for d in data]), data,
                 strict=True)],
