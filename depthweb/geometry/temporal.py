@@ -30,6 +30,17 @@ content; pixels that disagree (moving content, disocclusions) keep the aligned p
 A slower reference (``reference_ema`` 0.1) smooths more and removes more of the flicker, but
 its lag costs accuracy on a moving camera (``docs/benchmarks.md``, Video); 0.5 does not.
 
+5. **Centred smoothing** (:func:`smooth_sequence`, whole clips only: :func:`stabilise_sequence`
+   applies it after the frame-by-frame pass when ``window_sigma`` > 0): each output pixel is
+   the Gaussian-weighted mean (``window_sigma`` frames, over +-2 sigma, within one segment)
+   of the same pixel in the neighbouring stabilised frames whose value is within
+   ``window_tol`` of its own. The window is centred, so a steady change (a camera moving
+   towards a wall) is followed without the lag of a causal filter; changes larger than
+   ``window_tol`` between frames (objects crossing, disocclusions) stay sharp, smaller real
+   changes are spread over about +-``window_sigma`` frames. On the ray-cast clips this is
+   what removes most of the remaining flicker while AbsRel improves (``bench/notes/video.md``);
+   the streaming :class:`TemporalStabiliser` alone does not smooth across future frames.
+
 Metric models keep metres: only a scale is fitted, and the applied scale and every output
 pixel stay within ``[1 / (1 + metric_bound), 1 + metric_bound]`` times the model's own output.
 
@@ -62,6 +73,8 @@ class StabiliseConfig:
     min_agree: float = 0.2
     metric_bound: float = 0.1
     denoise: bool = True
+    window_sigma: float = 6.0
+    window_tol: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("param_ema", "reference_ema"):
@@ -69,6 +82,9 @@ class StabiliseConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.agree_tol <= 0 or not 0 <= self.min_agree < 1 or self.metric_bound < 0:
             raise ValueError("agree_tol must be > 0, min_agree in [0, 1), metric_bound >= 0")
+        if self.window_sigma < 0 or self.window_tol <= 0:
+            raise ValueError("window_sigma must be >= 0 (0: no centred smoothing) and "
+                             "window_tol > 0")
 
 
 @dataclass(frozen=True)
@@ -232,14 +248,58 @@ def stabilise_sequence(
     cuts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[FrameFit]]:
     """Stabilise (T, H, W) predictions; ``cuts`` (T,) bool marks frames that start a new shot.
+    Frame by frame (:class:`TemporalStabiliser`), then, when ``config.window_sigma`` > 0, the
+    centred :func:`smooth_sequence` within each segment (a cut or a reset starts one).
     Returns the stabilised (T, H, W) float32 and one :class:`FrameFit` per frame."""
     stab = TemporalStabiliser(kind, config)
+    cfg = stab.config
     out = np.empty(np.shape(preds), np.float32)
     fits = []
     for t in range(len(preds)):
         out[t], fit = stab.update(preds[t], valid[t], bool(cuts[t]) if cuts is not None else False)
         fits.append(fit)
+    if cfg.window_sigma > 0 and len(out) > 1:
+        ok = np.asarray(valid, bool) & np.isfinite(out)
+        out = smooth_sequence(out, ok, cfg.window_sigma, cfg.window_tol,
+                              segments=np.cumsum([f.reset for f in fits]))
+        if stab.kind.is_metric:  # metres stay within the bound of the model's own, per pixel
+            bound = 1.0 + cfg.metric_bound
+            raw = np.asarray(preds, np.float32)
+            out = np.where(ok, np.clip(out, raw / bound, raw * bound), out)
     return out, fits
+
+
+def smooth_sequence(values: np.ndarray, valid: np.ndarray, sigma: float, tol: float,
+                    segments: np.ndarray | None = None) -> np.ndarray:
+    """Centred temporal smoothing of (T, H, W) ``values`` (float32 out): each valid pixel of
+    frame ``t`` becomes the mean of the same pixel in frames ``t - 2 sigma .. t + 2 sigma``
+    of its segment (``segments`` (T,) labels; default one), weighted by a Gaussian of the
+    frame distance and taken only where that frame's value is valid and within ``tol`` times
+    the pixel's own value (so jumps larger than ``tol`` stay sharp). Invalid pixels keep their
+    value. Near a segment's ends the window is one-sided."""
+    vals = np.asarray(values, np.float32)
+    x = np.where(valid, vals, np.float32(np.nan))
+    n, radius = len(x), int(np.ceil(2 * sigma))
+    seg = np.zeros(n, int) if segments is None else np.asarray(segments)
+    out = vals.copy()
+    num, den = np.empty(x.shape[1:], np.float32), np.empty(x.shape[1:], np.float32)
+    near = np.empty(x.shape[1:], bool)
+    for t in range(n):
+        c = x[t]
+        limit = np.float32(tol) * np.abs(c)
+        num.fill(0.0)
+        den.fill(0.0)
+        for j in range(max(0, t - radius), min(n, t + radius + 1)):
+            if seg[j] != seg[t]:
+                continue
+            w = np.float32(np.exp(-0.5 * ((j - t) / sigma) ** 2))
+            with np.errstate(invalid="ignore"):
+                np.less_equal(np.abs(x[j] - c), limit, out=near)  # NaN: False
+            num += np.where(near, w * x[j], np.float32(0.0))
+            den += w * near
+        smoothed = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        out[t] = np.where(den > 0, smoothed, vals[t])
+    return out
 
 
 def scene_cuts(grey: np.ndarray, threshold: float = 0.25) -> np.ndarray:
