@@ -148,12 +148,15 @@ def broken_tasks(session: Session, dataset_id: int | None) -> list[list]:
 
 def check_store(ctx: ReviewContext, *, mark_broken: bool = True) -> CheckReport:
     """Verify every blob against its sha256 (``depthweb db check``); the tasks that need a
-    missing or corrupt file are set aside as broken (unless ``mark_broken`` is False)."""
+    missing or corrupt file are set aside as broken (unless ``mark_broken`` is False), except
+    when the file is a derived label (computed again when read)."""
     with ctx.session(readonly=True) as s:
         report = check_blobs(s, ctx.store)
     if mark_broken:
         reasons: dict[int, str] = {}
         for problem in report.problems:
+            if problem.recomputable:
+                continue  # a derived label: replayed and written again when it is read
             for task_id in problem.task_ids:
                 reasons.setdefault(task_id, f"db check: {problem.sentence()}")
         for task_id, reason in reasons.items():

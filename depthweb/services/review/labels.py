@@ -8,6 +8,13 @@ rules version of the day, :data:`RULES_VERSION`) *before* anything is written: a
 correction is refused with a sentence and nothing is saved. Revisions made before labels were
 stored are replayed once with the rules each was made with (:func:`replay_branch`).
 
+A correction's (or undo's) label files are a cache of the branch's history, which the database
+keeps: they are written atomically but not fsynced (a 7-megapixel label is 27 MB, and its fsync
+was most of an anchors save's time), and a label file that is missing or fails its checksum
+(e.g. after a power cut) is replayed from the history and written again
+(:func:`recover_label`). An admin's pick (a chosen or merged label) is data of its own and is
+fsynced like photos, predictions and painted regions.
+
 Costs are bounded (:data:`LIMITS`): a save holds a limited number of pairs or anchors, and a
 task (one branch) a limited number of corrections; over a limit the save is refused with one
 sentence saying which limit.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +48,8 @@ from depthweb.store.models import (
 )
 from depthweb.store.repo import export_head, get_task, label_head, label_revisions
 from depthweb.types import DepthKind, Intrinsics, IntrinsicsSource
+
+logger = logging.getLogger(__name__)
 
 GROUND_TRUTH_MODEL = "ground_truth"
 """Predictions stored under this model name are ground truth (``source: ground_truth``)."""
@@ -181,12 +191,49 @@ def teacher_map(store: ReviewContext | BlobStore, pred: Prediction) -> LabelMap:
                                     pred.kind)
 
 
-def write_label(store: BlobStore, label: LabelMap) -> tuple[BlobRef, BlobRef]:
+def write_label(store: BlobStore, label: LabelMap, *, derived: bool,
+                repair: bool = False) -> tuple[BlobRef, BlobRef]:
     """Write a label's depth and flags blobs (content-addressed: an unchanged depth map is
-    not written twice)."""
+    not written twice). ``derived``: the label is computed from revisions the database keeps
+    (a correction's, an undo's), so its files are a cache and are not fsynced
+    (:func:`recover_label` computes a lost or damaged one again); an admin's pick is data of
+    its own and is written durably. ``repair``: overwrite files of the same names."""
     flags = label.ignore.astype(np.uint8) * _FLAG_IGNORE | label.far.astype(np.uint8) * _FLAG_FAR
-    return (store.put_array(np.ascontiguousarray(label.depth, dtype=np.float32)),
-            store.put_array(flags))
+    durable = not derived
+    return (store.put_array(np.ascontiguousarray(label.depth, dtype=np.float32),
+                            durable=durable, replace=repair),
+            store.put_array(flags, durable=durable, replace=repair))
+
+
+def is_derived(rev: Revision) -> bool:
+    """Whether a revision's label files are a cache of the branch's history (a correction or
+    an undo: :func:`replay_branch` computes them again) rather than data of their own."""
+    return rev.action in _CORRECTIONS or rev.action == Action.UNDO.value
+
+
+def recover_label(ctx: ReviewContext | BlobStore, session: Session, task: Task,
+                  branch_id: int | None, head: Revision) -> Label:
+    """The label of a branch whose head's label file is missing or damaged (e.g. lost in a
+    crash: derived labels are not fsynced): replayed from the history, and its files written
+    again when the replay gives the same bytes (then later reads are one file again). Raises
+    BrokenTaskError when the head is not derived or the replay needs a file that is broken."""
+    if not is_derived(head):
+        raise BrokenTaskError(f"The label of revision {head.id} is missing or damaged.")
+    label = replay_branch(ctx, session, task, branch_id)
+    key = (head.label_blob_sha256, head.flags_blob_sha256)
+    store = ctx.store if isinstance(ctx, ReviewContext) else ctx
+    refs = write_label(store, label.map, derived=True, repair=True)
+    if (refs[0].sha256, refs[1].sha256) != key:
+        logger.warning("task %s: the replayed label differs from the stored one's checksum; "
+                       "it is used without being stored", task.id)
+        return label
+    if isinstance(ctx, ReviewContext):
+        for sha in key:
+            ctx.cache.mark_verified(sha)
+    logger.warning("task %s: label file of revision %s was missing or damaged; replayed and "
+                   "written again", task.id, head.id)
+    return Label(label.map, label.source, label.intrinsics, label.prediction_id, task.id,
+                 dict((head.payload or {}).get("totals") or {}), key)
 
 
 def _stored_map(ctx: ReviewContext | BlobStore, rev: Revision) -> LabelMap:
@@ -229,7 +276,10 @@ def branch_label(ctx: ReviewContext | BlobStore, session: Session, task: Task,
         return replay_branch(ctx, session, task, branch_id), head
     if head.label_blob is None:
         return _label(ctx, task, teacher_map(ctx, task.prediction), head), head
-    return _label(ctx, task, _stored_map(ctx, head), head), head
+    try:
+        return _label(ctx, task, _stored_map(ctx, head), head), head
+    except BrokenTaskError:
+        return recover_label(ctx, session, task, branch_id, head), head
 
 
 def guide_image(ctx: ReviewContext | BlobStore, image: Image, shape: tuple[int, int]
@@ -291,9 +341,12 @@ def export_label(ctx: ReviewContext | BlobStore, session: Session, task: Task) -
         return _label(ctx, task, teacher_map(ctx, task.prediction), None)
     if not is_stored(head):
         return replay_branch(ctx, session, task, head.branch_id)
-    lmap = _stored_map(ctx, head) if head.label_blob is not None else teacher_map(
-        ctx, task.prediction)
-    return _label(ctx, task, lmap, head)
+    if head.label_blob is None:
+        return _label(ctx, task, teacher_map(ctx, task.prediction), head)
+    try:
+        return _label(ctx, task, _stored_map(ctx, head), head)
+    except BrokenTaskError:
+        return recover_label(ctx, session, task, head.branch_id, head)
 
 
 def current_label(session: Session, task_id: int, *, store: ReviewContext | BlobStore,

@@ -32,6 +32,7 @@ from depthweb.services.review.labels import (
     prediction_intrinsics,
     read_array,
     read_blob,
+    recover_label,
     replay_branch,
     teacher_map,
 )
@@ -48,7 +49,7 @@ from depthweb.services.review.previews import teacher_picture as _teacher_colour
 from depthweb.store.blobs import BlobRef
 from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Revision, Role, Task, TaskStatus, User
-from depthweb.store.repo import is_branchy, label_head, recent_history
+from depthweb.store.repo import get_task, is_branchy, label_head, recent_history
 from depthweb.store.repo.branches import branch_of
 from depthweb.types import DepthKind, DepthResult, Intrinsics
 
@@ -215,7 +216,11 @@ def branch_label_ref(ctx: ReviewContext, session: Session, task: Task,
         _ = head.flags_blob.sha256  # loaded now: the session closes before load()
 
         def load() -> Label:
-            return _label(ctx, task, _stored_map(ctx, head), head)
+            try:
+                return _label(ctx, task, _stored_map(ctx, head), head)
+            except BrokenTaskError:  # a derived label lost in a crash: replayed, stored again
+                with ctx.session(readonly=True) as s:
+                    return recover_label(ctx, s, get_task(s, task.id), branch_id, head)
     key = (head.label_blob_sha256, head.flags_blob_sha256) if head is not None else (None, None)
     return LabelRef(key, (int(shape[0]), int(shape[1])), kind,
                     label_source(pred, int(totals.get("corrections", 0))),
