@@ -72,13 +72,16 @@ class LabelMap:
     far: np.ndarray
 
     @classmethod
-    def from_prediction(cls, depth: np.ndarray, kind: DepthKind | str) -> LabelMap:
-        """A teacher prediction (H, W) as a label with nothing ignored and nothing far."""
+    def from_prediction(cls, depth: np.ndarray, kind: DepthKind | str, *,
+                        copy: bool = True) -> LabelMap:
+        """A teacher prediction (H, W) as a label with nothing ignored and nothing far.
+        ``copy=False`` keeps a float32 ``depth`` as it is (e.g. a read-only view of the file's
+        bytes: corrections never write into a label's arrays, they make new ones)."""
         depth = np.asarray(depth, dtype=np.float32)
         if depth.ndim != 2:
             raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
-        empty = np.zeros(depth.shape, dtype=bool)
-        return cls(depth.copy(), DepthKind(kind), empty, empty.copy())
+        return cls(depth.copy() if copy else depth, DepthKind(kind),
+                   np.zeros(depth.shape, dtype=bool), np.zeros(depth.shape, dtype=bool))
 
     @property
     def shape(self) -> tuple[int, int]:
