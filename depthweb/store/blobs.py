@@ -5,8 +5,7 @@ A blob's name is the sha256 of its file bytes; it lives at ``ab/cd/<sha256><suff
 root. Files are written atomically *before* the database row that points to them is committed,
 so a crash leaves at worst an orphan file (found by :meth:`BlobStore.orphans`, removed by
 :meth:`BlobStore.gc`), never a row without its file. On a filesystem (a local or shared path,
-``file://``) a write is a temp file, fsync, ``os.replace`` and an fsync of the directory
-(derived data that its readers can compute again skips both fsyncs: ``durable=False``); in
+``file://``) a write is a temp file, fsync, ``os.replace`` and an fsync of the directory; in
 object storage it is one PUT, which is atomic (an object appears whole or not at all) and
 readable by every machine once it returns. Keep the root outside every folder a web server
 serves.
@@ -140,14 +139,10 @@ class BlobStore:
         return f"BlobStore({self.url!r})"
 
     # ----------------------------------------------------------------------------- writing
-    def put_array(self, array: np.ndarray, *, durable: bool = True,
-                  replace: bool = False) -> BlobRef:
+    def put_array(self, array: np.ndarray, *, replace: bool = False) -> BlobRef:
         """Store ``array`` (any shape, numeric or bool dtype) as ``.npy``; returns its ref.
-
-        ``durable=False`` (derived data the caller can compute again, e.g. a label from its
-        corrections): still written atomically, but not fsynced, so a crash of the machine may
-        lose or damage the file; its readers must check it (sha256) and recompute it.
-        ``replace``: write even when a file of that name and size exists (a repair)."""
+        ``replace``: write even when a file of that name and size exists (a repair of a
+        damaged file)."""
         arr = np.ascontiguousarray(array)
         if arr.dtype.hasobject:
             raise InputError("Object arrays cannot be stored; convert to a numeric dtype first.")
@@ -160,7 +155,7 @@ class BlobStore:
         digest.update(arr)
         sha = digest.hexdigest()
         rel = self._relpath(sha, ".npy")
-        self._write(rel, header, arr, durable=durable, replace=replace)
+        self._write(rel, header, arr, replace=replace)
         return BlobRef(sha, rel, len(header) + arr.nbytes, tuple(int(s) for s in arr.shape),
                        str(arr.dtype))
 
@@ -177,10 +172,8 @@ class BlobStore:
     def _relpath(sha: str, suffix: str) -> str:
         return f"{sha[:2]}/{sha[2:4]}/{sha}{suffix}"
 
-    def _write(self, rel: str, *parts: bytes | np.ndarray, durable: bool = True,
-               replace: bool = False) -> None:
-        """Write the concatenation of ``parts`` (bytes or C-contiguous arrays) at ``rel``
-        (fsynced unless ``durable`` is False; see :meth:`put_array`)."""
+    def _write(self, rel: str, *parts: bytes | np.ndarray, replace: bool = False) -> None:
+        """Write the concatenation of ``parts`` (bytes or C-contiguous arrays) at ``rel``."""
         size = sum(memoryview(p).nbytes for p in parts)
         if not self.is_local:
             # One PUT: atomic, and it refreshes the object's age for gc when it existed.
@@ -193,12 +186,6 @@ class BlobStore:
             # (old enough for gc): make it young again so gc spares it until its row commits.
             try:
                 os.utime(target)
-                if durable:  # it may have been written as derived data (not fsynced)
-                    fd = os.open(target, os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
                 return
             except FileNotFoundError:
                 pass  # gc removed it just now: write it again
@@ -209,13 +196,11 @@ class BlobStore:
                 for part in parts:
                     fh.write(part)
                 fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
+                os.fsync(fh.fileno())
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        if durable:
-            fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def register(self, session: Session, ref: BlobRef) -> None:
         """Add the row for a blob already written (idempotent, race-safe)."""

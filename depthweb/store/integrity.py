@@ -1,9 +1,9 @@
 """Blob verification: every blob row's file is read back and its sha256 compared with the
 row's, and each problem is traced to the review tasks that need the file.
 
-A correction's or undo's label files are a cache of the task's history (written without
-fsync, replayed when lost): their problems are reported as ``recomputable`` and set no task
-aside.
+A correction's or undo's label files can be computed again from the task's history (the
+review service replays them when read): their problems are reported as ``recomputable`` and set
+no task aside.
 
 Uses only the blob store's public read API (:meth:`BlobStore.get_bytes`), so it works on any
 store that serves the same refs.
@@ -46,8 +46,8 @@ class BlobProblem:
         tasks = (f"task(s) {', '.join(map(str, self.task_ids))}" if self.task_ids
                  else "no task")
         if self.recomputable:
-            return (f"{self.problem} label file {self.sha256[:12]} ({self.path}) of {tasks}: a "
-                    f"cache of the corrections, computed again when the label is read")
+            return (f"{self.problem} label file {self.sha256[:12]} ({self.path}) of {tasks}: "
+                    f"computed again from the corrections when the label is read")
         return f"{self.problem} blob {self.sha256[:12]} ({self.path}), needed by {tasks}"
 
 
@@ -65,7 +65,7 @@ class CheckReport:
 
 
 _DERIVED_ACTIONS = frozenset({*(a.value for a in CORRECTION_ACTIONS), Action.UNDO.value})
-"""Revisions whose label files are a cache of the history (not fsynced; replayed when lost)."""
+"""Revisions whose label files can be computed again from the history (replayed when lost)."""
 
 
 def _users_of_blobs(session: Session) -> tuple[dict[str, set[int]], set[str]]:

@@ -203,7 +203,7 @@ def test_a_task_with_10000_pairs_opens_fast_and_refuses_more(ctx, users):
         for i in range(200):
             pairs = rng.integers(0, [w, h, w, h], size=(50, 4)).tolist()
             last = i == 199
-            refs = write_label(ctx.store, base.map, derived=True) if last else None
+            refs = write_label(ctx.store, base.map) if last else None
             totals = {"corrections": i + 1, "pairs": 50 * (i + 1)}
             add_correction(session=s, task_id=task, user=user, expected_version=i,
                            action="ordinal", payload={"pairs": pairs, "totals": totals,

@@ -1,12 +1,11 @@
-"""A correction's label files are a cache (SQLite and PostgreSQL): written without fsync, and
-when one is missing or damaged (a power cut) the label is replayed from the history, written
-again and shown as before; the task is not set aside, ``db check`` calls it recomputable, and
-the export carries on. An admin's pick stays data of its own (fsynced; broken when lost)."""
+"""A correction's label files can be computed again (SQLite and PostgreSQL): when one is missing
+or damaged, the label is replayed from the history, written again and shown as before; the task
+is not set aside, ``db check`` calls it recomputable, and the export carries on. An admin's
+pick is data of its own (a lost one sets the task aside)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +51,9 @@ def corrected(ctx) -> tuple[int, np.ndarray, Path, str]:
 def test_a_lost_label_file_is_replayed_and_written_again(ctx, users, damage, tmp_path):
     task, depth, path, sha = corrected(ctx)
     path.unlink() if damage == "missing" else corrupt_same_size(path)
-    other = fresh(ctx)  # the server after the crash: nothing verified in memory
+    other = fresh(ctx)  # another server process: nothing verified in memory
     try:
-        # db check reports it, but as a cache: the task is not set aside
+        # db check reports it as recomputable: the task is not set aside
         report = check_store(other)
         assert [(p.problem, p.recomputable, p.task_ids) for p in report.problems] == [
             (damage, True, (task,))]
@@ -89,20 +88,14 @@ def test_a_pick_label_is_not_a_cache(ctx, users):
             recover_label(ctx, s, get_task(s, task), None, head)
 
 
-def test_derived_blobs_skip_fsync_and_a_durable_write_of_the_same_bytes_syncs_them(
-        tmp_path, monkeypatch):
-    synced: list[int] = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+def test_a_repair_writes_a_damaged_file_of_the_same_size_again(tmp_path):
+    """Content addressing skips a write when a file of that name and size exists; a repair
+    (``replace=True``) writes it anyway."""
     store = BlobStore(tmp_path / "blobs")
     arr = np.arange(12, dtype=np.float32).reshape(3, 4)
-    ref = store.put_array(arr, durable=False)
-    assert synced == [] and np.array_equal(np.load(store.path(ref)), arr)
-    store.put_array(arr)  # the same bytes as data of its own (an admin's pick)
-    assert len(synced) >= 1
-    synced.clear()
+    ref = store.put_array(arr)
     Path(store.path(ref)).write_bytes(b"\0" * ref.nbytes)  # damaged, same size
-    store.put_array(arr, durable=False)
-    assert Path(store.path(ref)).read_bytes() == b"\0" * ref.nbytes  # same size: kept
-    store.put_array(arr, durable=False, replace=True)  # a repair writes it again
-    assert np.array_equal(np.load(store.path(ref)), arr) and synced == []
+    store.put_array(arr)
+    assert Path(store.path(ref)).read_bytes() == b"\0" * ref.nbytes  # skipped
+    store.put_array(arr, replace=True)
+    assert np.array_equal(np.load(store.path(ref)), arr)

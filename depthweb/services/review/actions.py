@@ -134,7 +134,7 @@ def remember(ctx: ReviewContext, label: Label, model: str) -> None:
 def _commit(ctx, task_id, user, expected_version, action, payload, region, new: LabelMap,
             totals, base: Label) -> CorrectionResult:
     ref = ctx.store.put_array(np.asarray(region, dtype=bool)) if region is not None else None
-    refs = write_label(ctx.store, new, derived=True)
+    refs = write_label(ctx.store, new)
     stored = {**payload, "label_kind": new.kind.value, "totals": totals}
     with ctx.session() as s:
         rev = add_correction(session=s, task_id=task_id, user=person(s, user),
@@ -201,7 +201,7 @@ def _admin_pick(ctx: ReviewContext, task_id: int, user: UserRef, expected_versio
         if task.version != expected_version:
             raise StaleRevisionError(task_id, expected_version, task.version)
         lmap, payload = make(s, task)
-    refs = write_label(ctx.store, lmap, derived=False) if lmap is not None else None
+    refs = write_label(ctx.store, lmap) if lmap is not None else None
     payload = {**payload, "label_kind": (lmap.kind.value if lmap is not None else None)}
     with ctx.session() as s:
         rev = pick_label(session=s, task_id=task_id, user=person(s, user),

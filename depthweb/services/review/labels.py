@@ -8,12 +8,11 @@ rules version of the day, :data:`RULES_VERSION`) *before* anything is written: a
 correction is refused with a sentence and nothing is saved. Revisions made before labels were
 stored are replayed once with the rules each was made with (:func:`replay_branch`).
 
-A correction's (or undo's) label files are a cache of the branch's history, which the database
-keeps: they are written atomically but not fsynced (a 7-megapixel label is 27 MB, and its fsync
-was most of an anchors save's time), and a label file that is missing or fails its checksum
-(e.g. after a power cut) is replayed from the history and written again
-(:func:`recover_label`). An admin's pick (a chosen or merged label) is data of its own and is
-fsynced like photos, predictions and painted regions.
+A correction's (or undo's) label file can be computed again from the branch's history, which
+the database keeps (the teacher's prediction, the corrections and their painted regions): when
+one is missing or fails its checksum, the label is replayed and the file written again
+(:func:`recover_label`) instead of setting the task aside. An admin's pick (a chosen or merged
+label) is data of its own: a lost one sets the task aside like a lost photo.
 
 Costs are bounded (:data:`LIMITS`): a save holds a limited number of pairs or anchors, and a
 task (one branch) a limited number of corrections; over a limit the save is refused with one
@@ -193,38 +192,34 @@ def teacher_map(store: ReviewContext | BlobStore, pred: Prediction) -> LabelMap:
         copy=False)
 
 
-def write_label(store: BlobStore, label: LabelMap, *, derived: bool,
-                repair: bool = False) -> tuple[BlobRef, BlobRef]:
+def write_label(store: BlobStore, label: LabelMap, *, repair: bool = False
+                ) -> tuple[BlobRef, BlobRef]:
     """Write a label's depth and flags blobs (content-addressed: an unchanged depth map is
-    not written twice). ``derived``: the label is computed from revisions the database keeps
-    (a correction's, an undo's), so its files are a cache and are not fsynced
-    (:func:`recover_label` computes a lost or damaged one again); an admin's pick is data of
-    its own and is written durably. ``repair``: overwrite files of the same names."""
+    not written twice; ``repair``: overwrite damaged files of the same names)."""
     flags = label.ignore.astype(np.uint8) * _FLAG_IGNORE | label.far.astype(np.uint8) * _FLAG_FAR
-    durable = not derived
     return (store.put_array(np.ascontiguousarray(label.depth, dtype=np.float32),
-                            durable=durable, replace=repair),
-            store.put_array(flags, durable=durable, replace=repair))
+                            replace=repair),
+            store.put_array(flags, replace=repair))
 
 
 def is_derived(rev: Revision) -> bool:
-    """Whether a revision's label files are a cache of the branch's history (a correction or
-    an undo: :func:`replay_branch` computes them again) rather than data of their own."""
+    """Whether a revision's label files can be computed again from the branch's history (a
+    correction or an undo: :func:`replay_branch`) rather than being data of their own."""
     return rev.action in _CORRECTIONS or rev.action == Action.UNDO.value
 
 
 def recover_label(ctx: ReviewContext | BlobStore, session: Session, task: Task,
                   branch_id: int | None, head: Revision) -> Label:
-    """The label of a branch whose head's label file is missing or damaged (e.g. lost in a
-    crash: derived labels are not fsynced): replayed from the history, and its files written
-    again when the replay gives the same bytes (then later reads are one file again). Raises
-    BrokenTaskError when the head is not derived or the replay needs a file that is broken."""
+    """The label of a branch whose head's label file is missing or damaged: replayed from the
+    history, and its files written again when the replay gives the same bytes (then later
+    reads are one file again). Raises BrokenTaskError when the head is not derived or the
+    replay needs a file that is broken."""
     if not is_derived(head):
         raise BrokenTaskError(f"The label of revision {head.id} is missing or damaged.")
     label = replay_branch(ctx, session, task, branch_id)
     key = (head.label_blob_sha256, head.flags_blob_sha256)
     store = ctx.store if isinstance(ctx, ReviewContext) else ctx
-    refs = write_label(store, label.map, derived=True, repair=True)
+    refs = write_label(store, label.map, repair=True)
     if (refs[0].sha256, refs[1].sha256) != key:
         logger.warning("task %s: the replayed label differs from the stored one's checksum; "
                        "it is used without being stored", task.id)

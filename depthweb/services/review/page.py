@@ -218,7 +218,7 @@ def branch_label_ref(ctx: ReviewContext, session: Session, task: Task,
         def load() -> Label:
             try:
                 return _label(ctx, task, _stored_map(ctx, head), head)
-            except BrokenTaskError:  # a derived label lost in a crash: replayed, stored again
+            except BrokenTaskError:  # a correction's label: replayed, written again
                 with ctx.session(readonly=True) as s:
                     return recover_label(ctx, s, get_task(s, task.id), branch_id, head)
     key = (head.label_blob_sha256, head.flags_blob_sha256) if head is not None else (None, None)
