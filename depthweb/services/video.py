@@ -270,11 +270,14 @@ def summary_markdown(result: VideoResult) -> str:
         "_depth.json") else {}
     src = meta.get("source", {})
     resets = sum(f.reset for f in result.fits)
+    sigma = meta.get("stabilisation", {}).get("window_sigma")
+    smoothing = f"; centred smoothing over ±{2 * sigma:g} frames" if sigma else ""
     rows = [("Frames", f"{len(result.depth)} at {result.fps:.3g} fps"),
             ("Kind", f"{result.kind} (unit: {result.kind.unit})"),
-            ("Stabilisation", f"{resets} segment(s); scale/shift per frame in the .json"),
+            ("Stabilisation", f"{resets} segment(s); scale/shift per frame in the .json"
+                              + smoothing),
             ("Source", f"{src.get('codec', '?')} {src.get('width', '?')}x"
                        f"{src.get('height', '?')}, rotation {src.get('rotation', 0)}°, "
                        f"{'variable' if src.get('variable_frame_rate') else 'constant'} "
                        "frame rate")]
-    return "| | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    return "| Clip | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
