@@ -143,21 +143,31 @@ class BlobStore:
         """Store ``array`` (any shape, numeric or bool dtype) as ``.npy``; returns its ref.
         ``replace``: write even when a file of that name and size exists (a repair of a
         damaged file)."""
+        arr, header, sha = self._npy(array)
+        rel = self._relpath(sha, ".npy")
+        self._write(rel, header, arr, replace=replace)
+        return BlobRef(sha, rel, len(header) + arr.nbytes, tuple(int(s) for s in arr.shape),
+                       str(arr.dtype))
+
+    @staticmethod
+    def _npy(array: np.ndarray) -> tuple[np.ndarray, bytes, str]:
+        """(contiguous array, ``.npy`` header, sha256 of the file bytes): the bytes of np.save
+        (format 1.0: header, then the array's memory), hashed from the array itself, so a
+        7-megapixel label is not copied on the way."""
         arr = np.ascontiguousarray(array)
         if arr.dtype.hasobject:
             raise InputError("Object arrays cannot be stored; convert to a numeric dtype first.")
-        # the bytes of np.save (format 1.0: header, then the array's memory), hashed and
-        # written from the array itself: a 7-megapixel label is not copied twice on the way
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(arr))
         header = buf.getvalue()
         digest = hashlib.sha256(header)
         digest.update(arr)
-        sha = digest.hexdigest()
-        rel = self._relpath(sha, ".npy")
-        self._write(rel, header, arr, replace=replace)
-        return BlobRef(sha, rel, len(header) + arr.nbytes, tuple(int(s) for s in arr.shape),
-                       str(arr.dtype))
+        return arr, header, digest.hexdigest()
+
+    @classmethod
+    def array_sha256(cls, array: np.ndarray) -> str:
+        """The sha256 :meth:`put_array` would give ``array`` (nothing is written)."""
+        return cls._npy(array)[2]
 
     def put_bytes(self, data: bytes, suffix: str = ".bin") -> BlobRef:
         """Store raw bytes (e.g. an uploaded image file, suffix ``.jpg``)."""

@@ -192,14 +192,17 @@ def teacher_map(store: ReviewContext | BlobStore, pred: Prediction) -> LabelMap:
         copy=False)
 
 
+def _label_arrays(label: LabelMap) -> tuple[np.ndarray, np.ndarray]:
+    flags = label.ignore.astype(np.uint8) * _FLAG_IGNORE | label.far.astype(np.uint8) * _FLAG_FAR
+    return np.ascontiguousarray(label.depth, dtype=np.float32), flags
+
+
 def write_label(store: BlobStore, label: LabelMap, *, repair: bool = False
                 ) -> tuple[BlobRef, BlobRef]:
     """Write a label's depth and flags blobs (content-addressed: an unchanged depth map is
     not written twice; ``repair``: overwrite damaged files of the same names)."""
-    flags = label.ignore.astype(np.uint8) * _FLAG_IGNORE | label.far.astype(np.uint8) * _FLAG_FAR
-    return (store.put_array(np.ascontiguousarray(label.depth, dtype=np.float32),
-                            replace=repair),
-            store.put_array(flags, replace=repair))
+    depth, flags = _label_arrays(label)
+    return store.put_array(depth, replace=repair), store.put_array(flags, replace=repair)
 
 
 def is_derived(rev: Revision) -> bool:
@@ -218,12 +221,11 @@ def recover_label(ctx: ReviewContext | BlobStore, session: Session, task: Task,
         raise BrokenTaskError(f"The label of revision {head.id} is missing or damaged.")
     label = replay_branch(ctx, session, task, branch_id)
     key = (head.label_blob_sha256, head.flags_blob_sha256)
-    store = ctx.store if isinstance(ctx, ReviewContext) else ctx
-    refs = write_label(store, label.map, repair=True)
-    if (refs[0].sha256, refs[1].sha256) != key:
+    if tuple(BlobStore.array_sha256(a) for a in _label_arrays(label.map)) != key:
         logger.warning("task %s: the replayed label differs from the stored one's checksum; "
                        "it is used without being stored", task.id)
         return label
+    write_label(ctx.store if isinstance(ctx, ReviewContext) else ctx, label.map, repair=True)
     if isinstance(ctx, ReviewContext):
         for sha in key:
             ctx.cache.mark_verified(sha)
