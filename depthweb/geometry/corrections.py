@@ -373,14 +373,15 @@ def apply_correction(
     action: str,
     payload: Mapping[str, Any] | None,
     region: np.ndarray | None,
-    intrinsics: Intrinsics,
+    intrinsics: Intrinsics | None,
     *,
     guide: np.ndarray | None = None,
     rules_version: int = RULES_VERSION,
 ) -> LabelMap:
     """Apply one stored correction (``action`` = mask, anchors, ordinal, plane_fill, far_fill)
     with the rules it was made with (``rules_version``); ``guide`` is the photo at label size
-    (floats in [0, 1]) for local ordinal pairs."""
+    (floats in [0, 1]) for local ordinal pairs; ``intrinsics`` are needed by plane fills
+    only."""
     payload = payload or {}
     if rules_version < 1 or rules_version > RULES_VERSION:
         raise InputError(f"Correction rules version {rules_version} is unknown here.")
@@ -395,6 +396,8 @@ def apply_correction(
                              mode=str(payload.get("mode", "local")), guide=guide,
                              rules_version=rules_version)
     if action == "plane_fill":
+        if intrinsics is None:
+            raise InputError("A plane fill needs the label's intrinsics.")
         return plane_fill(label, region, intrinsics,
                           ring_px=int(payload.get("ring_px", DEFAULT_RING_PX)))
     if action == "far_fill":

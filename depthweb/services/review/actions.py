@@ -27,7 +27,9 @@ from depthweb.services.review.labels import (
     branch_label,
     clean_payload,
     compute_correction,
+    make_recipe,
     new_totals,
+    recipe_start,
     replay_branch,
     write_label,
 )
@@ -46,7 +48,7 @@ from depthweb.store.repo import (
     undo_correction,
 )
 from depthweb.store.repo._common import check_claim
-from depthweb.store.repo.branches import branch_of
+from depthweb.store.repo.branches import RECIPE_KEY_PREFIX, branch_of, label_key
 from depthweb.store.repo.review import REVIEW_ROLES
 
 log = logging.getLogger(__name__)
@@ -111,12 +113,13 @@ def save_correction(
     payload = clean_payload(payload)
     with broken_guard(ctx, task_id), ctx.session(readonly=True) as s:
         who, task = _start(s, user, task_id, expected_version)
-        base, _ = branch_label(ctx, s, task, branch_of(task, who))
+        base, head = branch_label(ctx, s, task, branch_of(task, who))
         totals = new_totals(task_id, base.totals, action, payload)
         new = compute_correction(ctx, task, base, action, payload, region)
+        start = recipe_start(ctx.store, task, base, head, action)
         model = task.prediction.model
     result = _commit(ctx, task_id, user, expected_version, action, payload, region, new, totals,
-                     base)
+                     base, start)
     remember(ctx, result.label, model)
     return result
 
@@ -126,22 +129,26 @@ def remember(ctx: ReviewContext, label: Label, model: str) -> None:
     wrote) and its page picture is made from the arrays in hand, so the page shown next reads
     no label file."""
     for sha in label.key:
-        if sha:
+        if sha and not sha.startswith(RECIPE_KEY_PREFIX):
             ctx.cache.mark_verified(sha)
     label_picture(ctx, label_ref(label), model)
 
 
 def _commit(ctx, task_id, user, expected_version, action, payload, region, new: LabelMap,
-            totals, base: Label) -> CorrectionResult:
+            totals, base: Label, start: tuple[BlobRef, BlobRef] | None) -> CorrectionResult:
+    """Write the region and the label (or nothing more, for a recipe on ``start``'s files),
+    then commit the revision."""
     ref = ctx.store.put_array(np.asarray(region, dtype=bool)) if region is not None else None
-    refs = write_label(ctx.store, new)
     stored = {**payload, "label_kind": new.kind.value, "totals": totals}
+    if start is not None:
+        stored["recipe"] = make_recipe(base.kind, action, payload)
+    refs = start if start is not None else write_label(ctx.store, new)
     with ctx.session() as s:
         rev = add_correction(session=s, task_id=task_id, user=person(s, user),
                              expected_version=expected_version, action=action, payload=stored,
                              blob=ref, store=ctx.store, label=refs, rules_version=RULES_VERSION)
         label = Label(new, "corrected", base.intrinsics, base.prediction_id, task_id, totals,
-                      (refs[0].sha256, refs[1].sha256))
+                      label_key(rev))
         return CorrectionResult(rev.id, rev.task_version, label)
 
 
@@ -181,6 +188,8 @@ def undo_last(ctx: ReviewContext, *, task_id: int, user: UserRef,
         payload = {"totals": dict((before.payload or {}).get("totals") or {}) if before else {},
                    "label_kind": (before.payload or {}).get("label_kind", task.prediction.kind)
                    if before else task.prediction.kind}
+        if before is not None and (before.payload or {}).get("recipe"):
+            payload["recipe"] = before.payload["recipe"]  # the same label, on the same files
         rev = undo_correction(session=s, task_id=task_id, user=who,
                               expected_version=expected_version, undoes=top.id,
                               label=_refs(before), payload=payload)

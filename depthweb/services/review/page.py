@@ -50,7 +50,7 @@ from depthweb.store.blobs import BlobRef
 from depthweb.store.errors import BrokenTaskError
 from depthweb.store.models import Revision, Role, Task, TaskStatus, User
 from depthweb.store.repo import get_task, is_branchy, label_head, recent_history
-from depthweb.store.repo.branches import branch_of
+from depthweb.store.repo.branches import branch_of, label_key
 from depthweb.types import DepthKind, DepthResult, Intrinsics
 
 log = logging.getLogger(__name__)
@@ -221,8 +221,7 @@ def branch_label_ref(ctx: ReviewContext, session: Session, task: Task,
             except BrokenTaskError:  # a correction's label: replayed, written again
                 with ctx.session(readonly=True) as s:
                     return recover_label(ctx, s, get_task(s, task.id), branch_id, head)
-    key = (head.label_blob_sha256, head.flags_blob_sha256) if head is not None else (None, None)
-    return LabelRef(key, (int(shape[0]), int(shape[1])), kind,
+    return LabelRef(label_key(head), (int(shape[0]), int(shape[1])), kind,
                     label_source(pred, int(totals.get("corrections", 0))),
                     prediction_intrinsics(pred), totals, load), head
 

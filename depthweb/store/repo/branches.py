@@ -1,15 +1,18 @@
 """Labels per revision and independent crowd branches.
 
 A *label revision* (:data:`~depthweb.store.models.LABEL_ACTIONS`) keeps the label it produced
-(depth + flags blobs), so the current label of a task is one row away, whatever the length of
-its history. On *branchy* tasks (gold tasks, and tasks that need more than one review) every
-reviewer corrects the teacher's pseudo-label on their own branch (``branch_id`` = their user id)
-and sees only their own branch; the shared label (``branch_id`` NULL) is what an admin picks or
-merges from the branches, or what the approvers agreed on.
+(depth + flags blobs; or, kept as a recipe, the blobs of the label it started from and the
+correction: :mod:`depthweb.services.review.labels`), so the current label of a task is one row
+away, whatever the length of its history. On *branchy* tasks (gold tasks, and tasks that need
+more than one review) every reviewer corrects the teacher's pseudo-label on their own branch
+(``branch_id`` = their user id) and sees only their own branch; the shared label (``branch_id``
+NULL) is what an admin picks or merges from the branches, or what the approvers agreed on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -73,10 +76,21 @@ def label_head(session: Session, task_id: int, branch_id: int | None) -> Revisio
     return session.scalars(_branch_filter(stmt, branch_id)).first()
 
 
+RECIPE_KEY_PREFIX = "recipe-"
+"""How the first half of a recipe label's key starts (it names no blob)."""
+
+
 def label_key(rev: Revision | None) -> tuple[str | None, str | None]:
-    """What identifies a label: its (depth, flags) blob hashes; (None, None) = the teacher's."""
+    """What identifies a label: its (depth, flags) blob hashes; (None, None) = the teacher's.
+    A label kept as a recipe (``payload["recipe"]``: a correction applied to the label in
+    those blobs) is named by a hash of the blobs' hashes and the recipe."""
     if rev is None:
         return None, None
+    recipe = (rev.payload or {}).get("recipe")
+    if recipe:
+        text = json.dumps([rev.label_blob_sha256, rev.flags_blob_sha256, recipe],
+                          sort_keys=True, separators=(",", ":"))
+        return RECIPE_KEY_PREFIX + hashlib.sha256(text.encode()).hexdigest(), None
     return rev.label_blob_sha256, rev.flags_blob_sha256
 
 
