@@ -16,12 +16,15 @@ import uvicorn
 
 from depthweb.config import Settings, get_settings
 from depthweb.server.assembly import REVIEW_PATH, Assembly, assemble, server_address, wrap
+from depthweb.server.memory import keep_freed_memory
 from depthweb.services.workspace import Janitor
 
 log = logging.getLogger(__name__)
 
 
 def _config(settings: Settings, host: str, port: int) -> tuple[uvicorn.Config, Assembly]:
+    if settings.keep_freed_memory:
+        keep_freed_memory()  # before any thread starts: threads then share one heap
     # Old files out first, then on a schedule: building the Blocks already copies example
     # files into Gradio's temp folder, which a clean-up after it would delete.
     Janitor.from_settings(settings).start()
